@@ -1,0 +1,52 @@
+"""The data that passes between stages, and the small protocols that model backends implement.
+
+Stages are plain functions on numpy arrays; backends (embedded CPU set, GPU set) plug in behind these protocols.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class Segmenter(Protocol):
+    """Paintable-wall segmentation backend."""
+
+    name: str
+
+    def paint_probability(self, image: np.ndarray) -> np.ndarray:
+        """image: uint8 RGB (H, W, 3) -> float32 (H, W) in [0, 1], probability that a pixel is paintable wall."""
+
+
+@dataclass
+class Wall:
+    """One planar wall. `homography` maps image pixel coords (x, y, 1) to the wall's rectified plane, in which
+    the wall is fronto-parallel, x runs along the wall and y runs down, with vertical lines staying vertical.
+    Units are arbitrary but isotropic (one unit is the same length along x and y)."""
+
+    mask: np.ndarray  # bool (H, W): pixels of the paint mask that belong to this wall
+    homography: np.ndarray  # float64 (3, 3)
+    width: float = 0.0  # extent of `mask` along x in the rectified frame (same units as the homography)
+
+
+@dataclass
+class Geometry:
+    walls: list[Wall]
+    backend: str
+    warnings: list[str] = field(default_factory=list)
+
+
+class GeometryEstimator(Protocol):
+    name: str
+
+    def estimate(self, image: np.ndarray, mask: np.ndarray) -> Geometry:
+        """image uint8 RGB (H, W, 3), mask bool (H, W) -> walls covering the mask."""
+
+
+class Refiner(Protocol):
+    name: str
+
+    def refine(self, image: np.ndarray, composite: np.ndarray, mask: np.ndarray, seed: int) -> np.ndarray:
+        """Returns a refined composite; pixels outside `mask` must be left to the caller to restore."""

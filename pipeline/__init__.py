@@ -1,0 +1,11 @@
+"""The render pipeline: segment -> geometry -> project -> (refine) -> final image."""
+
+from .errors import Cancelled, InputError, ModelMissingError, PipelineError, StageTimeout
+from .images import Texture, load_mask, load_photo, load_texture
+from .options import RenderOptions
+from .runner import Pipeline, RenderResult, run_render_pipeline
+
+__all__ = [
+    "Cancelled", "InputError", "ModelMissingError", "PipelineError", "StageTimeout", "Texture", "load_mask",
+    "load_photo", "load_texture", "RenderOptions", "Pipeline", "RenderResult", "run_render_pipeline",
+]

@@ -1,0 +1,175 @@
+"""run_render_pipeline: photo + swatch -> re-clad photo, stage by stage.
+
+`Pipeline` holds the loaded models (load once per worker, run many jobs); `run_render_pipeline` is the one-call
+entry point that keeps one default Pipeline per model folder. Each stage runs in its own daemon thread so that the
+caller can stop waiting when the stage's time limit passes: a stage that never returns is abandoned, never wedges
+the caller. (A Python thread cannot be killed; the abandoned stage finishes or dies with the process. Workers
+that need the CPU back restart themselves after a timeout, see appliance/worker.py.)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .errors import Cancelled, InputError, PipelineError, StageTimeout
+from .images import DEFAULT_MAX_PIXELS, Source, Texture, load_mask, load_photo, load_texture
+from .options import RenderOptions
+from .stages import Geometry, GeometryEstimator, Refiner, Segmenter
+
+STAGES = ("segment", "geometry", "project", "refine")
+# Generous defaults: a stage normally takes well under a second on a CPU; these catch a wedged stage.
+DEFAULT_STAGE_LIMITS = {"segment": 120.0, "geometry": 60.0, "project": 120.0, "refine": 600.0}
+
+ProgressFn = Callable[[str, float], None]
+CancelledFn = Callable[[], bool]
+
+
+@dataclass
+class RenderResult:
+    image: np.ndarray  # uint8 RGB, same size and orientation as the (EXIF-upright) input photo
+    mask: np.ndarray  # bool, the paint mask that was used
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    backends: dict[str, str] = field(default_factory=dict)  # stage -> backend name
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_stage(name: str, fn: Callable[[], Any], limit: float | None) -> Any:
+    """Run fn in a daemon thread; give up after `limit` seconds with StageTimeout(name)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"stage-{name}", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        raise StageTimeout(name, limit)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class Pipeline:
+    """The loaded model set. Thread-compatible, not thread-safe: one run at a time (one per GPU)."""
+
+    def __init__(self, segmenter: Segmenter | None, geometry: GeometryEstimator, refiner: Refiner | None = None,
+                 *, max_pixels: int = DEFAULT_MAX_PIXELS, stage_limits: Mapping[str, float] | None = None):
+        self.segmenter = segmenter
+        self.geometry = geometry
+        self.refiner = refiner
+        self.max_pixels = max_pixels
+        self.stage_limits = dict(DEFAULT_STAGE_LIMITS, **(stage_limits or {}))
+
+    @classmethod
+    def embedded(cls, model_dir: Path | str, *, threads: int = 2, **kwargs: Any) -> "Pipeline":
+        """The default CPU model set, loaded from `model_dir` (raises ModelMissingError naming the fix)."""
+        from .geometry import LineGeometry
+        from .segment import EmbeddedSegmenter
+
+        return cls(EmbeddedSegmenter(Path(model_dir), threads=threads), LineGeometry(), None, **kwargs)
+
+    def run(self, image: Source, texture: Source | Texture, options: RenderOptions | Mapping[str, Any] | None = None,
+            *, mask: Source | None = None, progress: ProgressFn | None = None,
+            cancelled: CancelledFn | None = None) -> RenderResult:
+        from .project import project_texture
+        from .segment import segment
+
+        opts = options if isinstance(options, RenderOptions) else RenderOptions.from_mapping(options)
+        report = progress or (lambda stage, fraction: None)
+        is_cancelled = cancelled or (lambda: False)
+
+        def limit(stage: str) -> float:
+            return opts.stage_timeout_seconds or self.stage_limits[stage]
+
+        def checkpoint() -> None:
+            if is_cancelled():
+                raise Cancelled("canceled by request")
+
+        # Everything that can be refused is refused before any model runs.
+        if opts.enable_refinement and self.refiner is None:
+            raise PipelineError("refinement was requested (enable_refinement=true) but no refinement model is "
+                                "installed: it needs the GPU model set (diffusers); render without refinement "
+                                "or install the GPU set")
+        photo = image if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 \
+            else load_photo(image, max_pixels=self.max_pixels)
+        swatch = load_texture(texture, max_pixels=self.max_pixels)
+        client_mask = None if mask is None else load_mask(mask, photo.shape[:2], max_pixels=self.max_pixels)
+        if client_mask is None and self.segmenter is None:
+            raise PipelineError("no segmentation model is loaded; pass a mask or install the models")
+
+        result = RenderResult(image=photo, mask=np.zeros(photo.shape[:2], bool))
+
+        def timed(stage: str, fn: Callable[[], Any]) -> Any:
+            checkpoint()
+            report(stage, 0.0)
+            start = time.perf_counter()
+            value = run_stage(stage, fn, limit(stage))
+            result.timings[stage] = time.perf_counter() - start
+            report(stage, 1.0)
+            return value
+
+        if client_mask is not None:
+            paint = client_mask
+            result.backends["segment"] = "client-mask"
+        else:
+            paint = timed("segment", lambda: segment(photo, self.segmenter))
+            result.backends["segment"] = self.segmenter.name
+            if not paint.any():
+                raise InputError("no paintable wall was found in the photo; send a mask (mask_url) to choose the wall")
+        result.mask = paint
+
+        geometry: Geometry = timed("geometry", lambda: self.geometry.estimate(photo, paint))
+        result.backends["geometry"] = geometry.backend
+        result.warnings.extend(geometry.warnings)
+
+        composite = timed("project", lambda: project_texture(photo, paint, geometry, swatch, opts.real_world_scale))
+        result.backends["project"] = "embedded:homography-tiling+shading"
+
+        if opts.enable_refinement:
+            refined = timed("refine", lambda: self.refiner.refine(photo, composite, paint, opts.refinement_seed))
+            result.backends["refine"] = self.refiner.name
+            composite = refined
+        checkpoint()
+        result.image = composite
+        return result
+
+
+_default_pipelines: dict[str, Pipeline] = {}
+_default_lock = threading.Lock()
+
+
+def default_pipeline(model_dir: Path | str) -> Pipeline:
+    key = str(Path(model_dir).resolve())
+    with _default_lock:
+        if key not in _default_pipelines:
+            _default_pipelines[key] = Pipeline.embedded(key)
+        return _default_pipelines[key]
+
+
+def run_render_pipeline(image: Source, texture: Source | Texture,
+                        options: RenderOptions | Mapping[str, Any] | None = None, *,
+                        mask: Source | None = None, progress: ProgressFn | None = None,
+                        cancelled: CancelledFn | None = None, pipeline: Pipeline | None = None,
+                        model_dir: Path | str | None = None) -> RenderResult:
+    """Render `image` re-clad with `texture` (a swatch image or '#RRGGBB').
+
+    Uses `pipeline` when given, else the embedded model set from `model_dir` (default: the configured model
+    folder, env RENDER_MODEL_DIR), loaded once and kept.
+    """
+    if pipeline is None:
+        if model_dir is None:
+            import os
+
+            model_dir = os.environ.get("RENDER_MODEL_DIR") or Path.home() / ".local/share/render-appliance/models"
+        pipeline = default_pipeline(model_dir)
+    return pipeline.run(image, texture, options, mask=mask, progress=progress, cancelled=cancelled)

@@ -1,0 +1,147 @@
+"""`render-appliance` command line: serve | worker | render | models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _settings(args: argparse.Namespace):
+    from .config import load_settings
+
+    return load_settings(args.config)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from pipeline import Pipeline, PipelineError, RenderOptions
+
+    settings = _settings(args)
+    options = RenderOptions.from_mapping({"real_world_scale": args.scale, "enable_refinement": args.refine,
+                                          "refinement_seed": args.seed,
+                                          "stage_timeout_seconds": args.stage_timeout or settings.stage_timeout})
+    started = time.perf_counter()
+    pipeline = Pipeline.embedded(settings.model_dir, max_pixels=settings.max_pixels)
+    load_seconds = time.perf_counter() - started
+
+    def progress(stage: str, fraction: float) -> None:
+        if not args.json and fraction == 0.0:
+            print(f"  {stage} ...", file=sys.stderr, flush=True)
+
+    texture = args.swatch if args.swatch.startswith("#") else Path(args.swatch)
+    try:
+        result = pipeline.run(Path(args.photo), texture, options,
+                              mask=Path(args.mask) if args.mask else None, progress=progress)
+    except PipelineError as exc:
+        raise SystemExit(f"render failed ({exc.code}): {exc}") from None
+    Image.fromarray(result.image).save(args.output)
+    if args.mask_out:
+        Image.fromarray(result.mask.astype(np.uint8) * 255).save(args.mask_out)
+    total = sum(result.timings.values())
+    if args.json:
+        print(json.dumps({"output": str(args.output), "timings": result.timings, "total_seconds": total,
+                          "model_load_seconds": load_seconds, "backends": result.backends,
+                          "warnings": result.warnings, "painted_fraction": float(result.mask.mean())}))
+    else:
+        for stage, seconds in result.timings.items():
+            print(f"{stage:<10} {seconds * 1000:8.0f} ms   {result.backends.get(stage, '')}")
+        print(f"{'total':<10} {total * 1000:8.0f} ms   (model load {load_seconds * 1000:.0f} ms)")
+        for warning in result.warnings:
+            print(f"warning: {warning}")
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pipeline.errors import ModelMissingError
+    from pipeline.models import install_from, manifest, pull, status
+
+    settings = _settings(args)
+    try:
+        if args.action == "pull":
+            if args.from_dir:
+                install_from(args.from_dir, settings.model_dir)
+            else:
+                pull(settings.model_dir)
+        elif args.action == "list":
+            for spec in manifest().values():
+                print(f"{spec.name:<20} {spec.set:<9} {spec.file:<60} {spec.licence}")
+            return 0
+        states = status(settings.model_dir)
+    except ModelMissingError as exc:
+        raise SystemExit(f"models: {exc}") from None
+    for name, state in states.items():
+        print(f"{name:<20} {state}")
+    print(f"model folder: {settings.model_dir}")
+    return 0 if all(s == "ok" for s in states.values()) else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    serve(_settings(args))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .worker import run_worker
+
+    run_worker(_settings(args), device=args.device)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="render-appliance", description=__doc__)
+    parser.add_argument("--config", help="config.toml (default: ./config.toml if present, then env overrides)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API, the console and one worker")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run one queue consumer (one per GPU)")
+    worker.add_argument("--device", help="cuda:0, cuda:1, ... or cpu (default: from config)")
+    worker.set_defaults(func=cmd_worker)
+
+    render = sub.add_parser("render", help="render one photo locally, without the service")
+    render.add_argument("photo")
+    render.add_argument("swatch", help="swatch image, or a paint colour #RRGGBB")
+    render.add_argument("-o", "--output", required=True)
+    render.add_argument("--mask", help="paint mask (white = paint), same size as the photo")
+    render.add_argument("--mask-out", help="write the paint mask that was used")
+    render.add_argument("--scale", type=float, default=24.0,
+                        help="swatch repeats across the widest painted wall (default 24)")
+    render.add_argument("--refine", action="store_true", help="diffusion refinement (GPU model set)")
+    render.add_argument("--seed", type=int, default=42)
+    render.add_argument("--stage-timeout", type=float)
+    render.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    render.set_defaults(func=cmd_render)
+
+    models = sub.add_parser("models", help="install or check the model files")
+    models.add_argument("action", choices=["pull", "status", "list"])
+    models.add_argument("--from", dest="from_dir", help="copy from a local folder instead of downloading")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # a frozen binary must not re-run main in its children
+    args = build_parser().parse_args(argv)
+    from pipeline.errors import InputError
+
+    try:
+        return args.func(args)
+    except InputError as exc:
+        raise SystemExit(f"{args.command}: {exc}") from None
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

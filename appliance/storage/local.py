@@ -1,0 +1,80 @@
+"""Results on the appliance's own disk, served by the API under `/results/<object path>`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import urllib.parse
+from pathlib import Path, PurePosixPath
+
+from . import UploadError, check_png, object_path
+
+log = logging.getLogger(__name__)
+
+
+class LocalStorage:
+    name = "local"
+
+    def __init__(self, root: Path, public_base_url: str) -> None:
+        self.root = Path(root)
+        self.public_base_url = public_base_url.rstrip("/")
+
+    def save(self, job_id: str, user_id: str | None, project_id: str | None, png: bytes) -> str:
+        check_png(png)
+        relative = object_path(job_id, user_id, project_id)
+        target = self.root / relative
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Write a hidden temp file beside the target, then rename: a reader sees the old file or the whole
+            # new one, never half. Dot-files are never served by resolve().
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(png)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise UploadError(f"could not write result to {target}: {exc.strerror or exc}") from exc
+        return f"{self.public_base_url}/results/{urllib.parse.quote(relative)}"
+
+    def delete(self, job_id: str, user_id: str | None, project_id: str | None) -> None:
+        try:
+            (self.root / object_path(job_id, user_id, project_id)).unlink(missing_ok=True)
+        except (OSError, ValueError) as exc:
+            log.warning("could not delete result of job %s: %s", job_id, exc)
+
+    def check(self) -> str | None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".readyz.", delete=True):
+                pass
+        except OSError as exc:
+            return f"result folder {self.root} is not writable: {exc.strerror or exc}"
+        return None
+
+    def resolve(self, relative_path: str) -> Path | None:
+        """The file behind `/results/<relative_path>`, or None (missing, hidden, or outside the root).
+
+        Refuses absolute paths, `..`, empty segments, backslashes, NUL and dot-files (temp files), and anything
+        whose real path (symlinks followed) leaves the root.
+        """
+        if not relative_path or "\x00" in relative_path or "\\" in relative_path:
+            return None
+        parts = PurePosixPath(relative_path).parts
+        if relative_path.startswith("/") or not parts:
+            return None
+        if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
+            return None
+        if parts != tuple(relative_path.split("/")):  # "a//b", "a/./b", trailing "/"
+            return None
+        root = self.root.resolve()
+        candidate = (root / relative_path).resolve()
+        if not candidate.is_relative_to(root) or not candidate.is_file():
+            return None
+        return candidate

@@ -1,0 +1,397 @@
+"""The job store: the `render_jobs` table is the system of record, the only place that decides a job's status.
+
+Status moves queued -> running -> completed | failed; a running job whose worker died goes back to queued (until
+`max_attempts`). Every write a worker makes is conditional on holding the job's lease (`lease_owner`), so a worker
+that lost its lease (it was presumed dead and the job was requeued) can no longer change the job.
+
+All SQL of the appliance lives in this module, written as plain portable statements (qmark parameters, REAL epoch
+seconds, TEXT JSON, no SQLite-only functions) so that a PostgreSQL store can reuse it by swapping the connection
+(and `?` -> `%s`). Pragmas and `BEGIN IMMEDIATE` are the only SQLite specifics and sit in `_connect`/`_tx`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
+ACTIVE = (QUEUED, RUNNING)
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS render_jobs (
+        job_id TEXT PRIMARY KEY,
+        project_id TEXT,
+        user_id TEXT,
+        image_url TEXT NOT NULL,
+        texture_url TEXT NOT NULL,
+        mask_url TEXT,
+        options TEXT NOT NULL,
+        status TEXT NOT NULL,
+        stage TEXT,
+        progress REAL NOT NULL DEFAULT 0,
+        result_url TEXT,
+        error_code TEXT,
+        error_message TEXT,
+        timings TEXT,
+        backends TEXT,
+        warnings TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        idempotency_key TEXT UNIQUE,
+        request_hash TEXT,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        heartbeat_at REAL,
+        created_at REAL NOT NULL,
+        queued_at REAL NOT NULL,
+        started_at REAL,
+        completed_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS render_jobs_status_queued ON render_jobs (status, queued_at)",
+    "CREATE INDEX IF NOT EXISTS render_jobs_completed ON render_jobs (completed_at)",
+    # Named leases: one holder at a time across processes (e.g. the housekeeping task).
+    """CREATE TABLE IF NOT EXISTS render_leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT,
+        expires_at REAL NOT NULL
+    )""",
+    # Consumers announce themselves here; /readyz reads it.
+    """CREATE TABLE IF NOT EXISTS render_workers (
+        name TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        device TEXT,
+        state TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    )""",
+]
+
+COLUMNS = ("job_id", "project_id", "user_id", "image_url", "texture_url", "mask_url", "options", "status", "stage",
+           "progress", "result_url", "error_code", "error_message", "timings", "backends", "warnings", "attempts",
+           "cancel_requested", "idempotency_key", "request_hash", "lease_owner", "lease_expires_at", "heartbeat_at",
+           "created_at", "queued_at", "started_at", "completed_at")
+_SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM render_jobs"
+_JSON = ("options", "timings", "backends", "warnings")
+
+
+class QueueFull(Exception):
+    """The configured queue depth is reached."""
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was already used with a different request."""
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    project_id: str | None
+    user_id: str | None
+    image_url: str
+    texture_url: str
+    mask_url: str | None
+    options: dict[str, Any]
+    status: str
+    stage: str | None
+    progress: float
+    result_url: str | None
+    error_code: str | None
+    error_message: str | None
+    timings: dict[str, float] | None
+    backends: dict[str, str] | None
+    warnings: list[str] | None
+    attempts: int
+    cancel_requested: int
+    idempotency_key: str | None
+    request_hash: str | None
+    lease_owner: str | None
+    lease_expires_at: float | None
+    heartbeat_at: float | None
+    created_at: float
+    queued_at: float
+    started_at: float | None
+    completed_at: float | None
+
+    @classmethod
+    def from_row(cls, row: tuple) -> "Job":
+        data = dict(zip(COLUMNS, row))
+        for key in _JSON:
+            if data[key] is not None:
+                data[key] = json.loads(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    pid: int
+    device: str | None
+    state: str
+    started_at: float
+    heartbeat_at: float
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class JobStore:
+    """Thread-safe: one SQLite connection per thread, WAL so that readers never wait for the worker's writes."""
+
+    def __init__(self, path: Path | str, *, busy_timeout: float = 10.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        with self._tx() as db:
+            for statement in SCHEMA:
+                db.execute(statement)
+
+    # --- connection handling (the only SQLite-specific part) ---
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a job answered with 201 survives a power cut, not only a crash.
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _one(self, sql: str, params: tuple = ()) -> tuple | None:
+        return self._db.execute(sql, params).fetchone()
+
+    def _write(self, sql: str, params: tuple = ()) -> int:
+        return self._db.execute(sql, params).rowcount
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def ping(self) -> None:
+        self._one("SELECT COUNT(*) FROM render_leases")
+
+    # --- API side ---
+    def create(self, *, job_id: str, image_url: str, texture_url: str, mask_url: str | None, options: dict,
+               project_id: str | None, user_id: str | None, idempotency_key: str | None, request_hash: str | None,
+               queue_depth: int) -> tuple[Job, bool]:
+        """Insert a queued job unless the queue is full. Returns (job, created); with an idempotency key already
+        used for the same request, returns the existing job and False. Raises QueueFull, IdempotencyConflict."""
+        if idempotency_key is not None:
+            existing = self._by_key(idempotency_key, request_hash)
+            if existing is not None:
+                return existing, False
+        now = time.time()
+        # One statement: the depth check and the insert are atomic.
+        sql = ("INSERT INTO render_jobs (job_id, project_id, user_id, image_url, texture_url, mask_url, options, "
+               "status, stage, progress, attempts, cancel_requested, idempotency_key, request_hash, created_at, "
+               "queued_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ? "
+               "WHERE (SELECT COUNT(*) FROM render_jobs WHERE status IN (?, ?)) < ?")
+        try:
+            inserted = self._write(sql, (job_id, project_id, user_id, image_url, texture_url, mask_url,
+                                         _dump(options), QUEUED, QUEUED, idempotency_key, request_hash, now, now,
+                                         QUEUED, RUNNING, queue_depth))
+        except sqlite3.IntegrityError:
+            if idempotency_key is None:
+                raise
+            existing = self._by_key(idempotency_key, request_hash)  # a concurrent twin won the race
+            if existing is None:
+                raise
+            return existing, False
+        if not inserted:
+            raise QueueFull()
+        job = self.get(job_id)
+        assert job is not None
+        return job, True
+
+    def _by_key(self, key: str, request_hash: str | None) -> Job | None:
+        row = self._one(_SELECT + " WHERE idempotency_key = ?", (key,))
+        if row is None:
+            return None
+        job = Job.from_row(row)
+        if job.request_hash != request_hash:
+            raise IdempotencyConflict(job.job_id)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        row = self._one(_SELECT + " WHERE job_id = ?", (job_id,))
+        return None if row is None else Job.from_row(row)
+
+    def queue_position(self, job: Job) -> int:
+        """How many queued jobs will start before this one (0 = it is next)."""
+        row = self._one("SELECT COUNT(*) FROM render_jobs WHERE status = ? AND "
+                        "(queued_at < ? OR (queued_at = ? AND job_id < ?))",
+                        (QUEUED, job.queued_at, job.queued_at, job.job_id))
+        return int(row[0])
+
+    def active_count(self) -> int:
+        return int(self._one("SELECT COUNT(*) FROM render_jobs WHERE status IN (?, ?)", ACTIVE)[0])
+
+    def recent_duration(self, default: float = 10.0) -> float:
+        """Mean seconds of the last few completed jobs (for Retry-After)."""
+        rows = self._db.execute("SELECT completed_at - started_at FROM render_jobs WHERE status = ? AND "
+                                "started_at IS NOT NULL ORDER BY completed_at DESC LIMIT 20", (COMPLETED,)).fetchall()
+        values = [r[0] for r in rows if r[0] is not None and r[0] >= 0]
+        return sum(values) / len(values) if values else default
+
+    def request_cancel(self, job_id: str) -> Job | None:
+        """A queued job fails `canceled` at once; a running one is flagged and stops at its next checkpoint."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute("UPDATE render_jobs SET status = ?, stage = NULL, error_code = 'canceled', "
+                       "error_message = 'canceled by request before it started', completed_at = ?, "
+                       "cancel_requested = 1 WHERE job_id = ? AND status = ?", (FAILED, now, job_id, QUEUED))
+            db.execute("UPDATE render_jobs SET cancel_requested = 1 WHERE job_id = ? AND status = ?",
+                       (job_id, RUNNING))
+        return self.get(job_id)
+
+    def queued_ids(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT job_id FROM render_jobs WHERE status = ? ORDER BY queued_at",
+                                               (QUEUED,)).fetchall()]
+
+    # --- worker side: every write needs the lease ---
+    def claim(self, job_id: str, owner: str, lease_seconds: float) -> Job | None:
+        """queued -> running for `owner`. None when the job is not (or no longer) queued: another worker has it,
+        it was canceled, or this is a duplicate queue message."""
+        now = time.time()
+        n = self._write("UPDATE render_jobs SET status = ?, stage = 'starting', progress = 0, "
+                        "attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, heartbeat_at = ?, "
+                        "started_at = ? WHERE job_id = ? AND status = ? AND cancel_requested = 0",
+                        (RUNNING, owner, now + lease_seconds, now, now, job_id, QUEUED))
+        return self.get(job_id) if n else None
+
+    def renew(self, job_id: str, owner: str, lease_seconds: float) -> bool:
+        now = time.time()
+        return bool(self._write("UPDATE render_jobs SET lease_expires_at = ?, heartbeat_at = ? "
+                                "WHERE job_id = ? AND status = ? AND lease_owner = ?",
+                                (now + lease_seconds, now, job_id, RUNNING, owner)))
+
+    def set_stage(self, job_id: str, owner: str, stage: str, progress: float) -> bool:
+        return bool(self._write("UPDATE render_jobs SET stage = ?, progress = ? "
+                                "WHERE job_id = ? AND status = ? AND lease_owner = ?",
+                                (stage, round(float(progress), 4), job_id, RUNNING, owner)))
+
+    def cancel_requested(self, job_id: str) -> bool:
+        row = self._one("SELECT cancel_requested FROM render_jobs WHERE job_id = ?", (job_id,))
+        return bool(row and row[0])
+
+    def complete(self, job_id: str, owner: str, *, result_url: str, timings: dict | None = None,
+                 backends: dict | None = None, warnings: list | None = None) -> bool:
+        return bool(self._write(
+            "UPDATE render_jobs SET status = ?, stage = NULL, progress = 1, result_url = ?, timings = ?, "
+            "backends = ?, warnings = ?, completed_at = ?, lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE job_id = ? AND status = ? AND lease_owner = ?",
+            (COMPLETED, result_url, _dump(timings), _dump(backends), _dump(warnings), time.time(), job_id, RUNNING,
+             owner)))
+
+    def fail(self, job_id: str, owner: str, code: str, message: str, *, timings: dict | None = None,
+             backends: dict | None = None, warnings: list | None = None) -> bool:
+        return bool(self._write(
+            "UPDATE render_jobs SET status = ?, stage = NULL, error_code = ?, error_message = ?, timings = ?, "
+            "backends = ?, warnings = ?, completed_at = ?, lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE job_id = ? AND status = ? AND lease_owner = ?",
+            (FAILED, code, message, _dump(timings), _dump(backends), _dump(warnings), time.time(), job_id, RUNNING,
+             owner)))
+
+    def release(self, job_id: str, owner: str) -> bool:
+        """The worker is shutting down: back to the queue without counting the attempt."""
+        return bool(self._write(
+            "UPDATE render_jobs SET status = ?, stage = ?, progress = 0, attempts = attempts - 1, "
+            "lease_owner = NULL, lease_expires_at = NULL, queued_at = ? "
+            "WHERE job_id = ? AND status = ? AND lease_owner = ?",
+            (QUEUED, QUEUED, time.time(), job_id, RUNNING, owner)))
+
+    # --- recovery ---
+    def running(self) -> list[Job]:
+        return [Job.from_row(r) for r in self._db.execute(_SELECT + " WHERE status = ?", (RUNNING,)).fetchall()]
+
+    def expired(self, now: float | None = None) -> list[Job]:
+        now = time.time() if now is None else now
+        return [Job.from_row(r) for r in self._db.execute(
+            _SELECT + " WHERE status = ? AND lease_expires_at < ?", (RUNNING, now)).fetchall()]
+
+    def recover(self, job: Job, max_attempts: int, reason: str) -> str | None:
+        """A running job whose worker is gone: requeue it, or fail it once its attempts are used up.
+        Returns the new status, or None if the job moved on meanwhile (its worker was alive after all)."""
+        now = time.time()
+        if job.cancel_requested:
+            update = ("UPDATE render_jobs SET status = ?, stage = NULL, error_code = 'canceled', error_message = ?, "
+                      "completed_at = ?, lease_owner = NULL, lease_expires_at = NULL "
+                      "WHERE job_id = ? AND status = ? AND lease_owner = ?")
+            params: tuple = (FAILED, f"canceled by request ({reason})", now, job.job_id, RUNNING, job.lease_owner)
+            status = FAILED
+        elif job.attempts >= max_attempts:
+            update = ("UPDATE render_jobs SET status = ?, stage = NULL, error_code = 'pipeline_error', "
+                      "error_message = ?, completed_at = ?, lease_owner = NULL, lease_expires_at = NULL "
+                      "WHERE job_id = ? AND status = ? AND lease_owner = ?")
+            message = (f"the worker stopped during each of {job.attempts} attempts (last: {reason}); giving up "
+                       f"(queue.max_attempts = {max_attempts})")
+            params = (FAILED, message, now, job.job_id, RUNNING, job.lease_owner)
+            status = FAILED
+        else:
+            update = ("UPDATE render_jobs SET status = ?, stage = ?, progress = 0, lease_owner = NULL, "
+                      "lease_expires_at = NULL, queued_at = ? WHERE job_id = ? AND status = ? AND lease_owner = ?")
+            params = (QUEUED, QUEUED, now, job.job_id, RUNNING, job.lease_owner)
+            status = QUEUED
+        return status if self._write(update, params) else None
+
+    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+        """A named lease (one holder across processes until it expires)."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute("INSERT INTO render_leases (name, owner, expires_at) SELECT ?, NULL, 0 "
+                       "WHERE NOT EXISTS (SELECT 1 FROM render_leases WHERE name = ?)", (name, name))
+            n = db.execute("UPDATE render_leases SET owner = ?, expires_at = ? WHERE name = ? AND "
+                           "(expires_at < ? OR owner = ?)", (owner, now + seconds, name, now, owner)).rowcount
+        return bool(n)
+
+    # --- retention ---
+    def finished_before(self, cutoff: float, limit: int = 500) -> list[Job]:
+        return [Job.from_row(r) for r in self._db.execute(
+            _SELECT + " WHERE status IN (?, ?) AND completed_at < ? ORDER BY completed_at LIMIT ?",
+            (COMPLETED, FAILED, cutoff, limit)).fetchall()]
+
+    def delete(self, job_id: str) -> bool:
+        return bool(self._write("DELETE FROM render_jobs WHERE job_id = ? AND status IN (?, ?)",
+                                (job_id, COMPLETED, FAILED)))
+
+    # --- workers ---
+    def worker_beat(self, name: str, pid: int, device: str | None, state: str, started_at: float) -> None:
+        now = time.time()
+        with self._tx() as db:
+            n = db.execute("UPDATE render_workers SET pid = ?, device = ?, state = ?, started_at = ?, "
+                           "heartbeat_at = ? WHERE name = ?", (pid, device, state, started_at, now, name)).rowcount
+            if not n:
+                db.execute("INSERT INTO render_workers (name, pid, device, state, started_at, heartbeat_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (name, pid, device, state, started_at, now))
+
+    def workers(self) -> list[WorkerInfo]:
+        return [WorkerInfo(*r) for r in self._db.execute(
+            "SELECT name, pid, device, state, started_at, heartbeat_at FROM render_workers ORDER BY name").fetchall()]
+
+    def remove_worker(self, name: str, pid: int) -> None:
+        self._write("DELETE FROM render_workers WHERE name = ? AND pid = ?", (name, pid))

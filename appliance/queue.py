@@ -1,0 +1,82 @@
+"""The Huey queue: SQLite (WAL) on local disk; a task carries only a job id.
+
+Huey is the doorbell, not the ledger: it keeps no status (the job store does), a message may be lost (crash between
+the job insert and the enqueue) or duplicated (recovery re-enqueues) and both are harmless — the worker claims a
+job with a compare-and-set in the job store, and housekeeping re-enqueues queued jobs that have no message.
+
+Huey pitfalls handled here:
+- the consumer's signal handlers: `Consumer.run()` is only ever called on the main thread of the worker process
+  (appliance/worker.py), never inside the web server;
+- SQLite consumers poll and back off up to 10 s when idle: `poll_interval` is both the initial and the maximum
+  delay, so an idle consumer picks a job up within one interval (default 50 ms);
+- results are off (`results=False`): reading a Huey result deletes it, and we keep our own table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from huey import SqliteHuey
+from huey.consumer import Consumer, Scheduler
+
+QUEUE_NAME = "render"
+_handlers: dict[str, Callable[..., None]] = {}
+
+
+def render_job(job_id: str) -> None:
+    """The one render task (runs in the consumer): hands the id to the worker that installed a handler."""
+    _handlers["render"](job_id)
+
+
+def housekeeping() -> None:
+    """The periodic task: lease reaping, lost-message repair, retention."""
+    handler = _handlers.get("housekeeping")
+    if handler is not None:
+        handler()
+
+
+class RenderQueue:
+    """One Huey instance on `path`, with the render task (and, for consumers, the periodic housekeeping)."""
+
+    def __init__(self, path: Path | str, *, name: str = QUEUE_NAME):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # fsync=True: an enqueued message survives a power cut like the job row it points at.
+        self.huey = SqliteHuey(name, filename=str(path), results=False, journal_mode="wal", fsync=True, timeout=10)
+        self._render = self.huey.task(name="render_job")(render_job)
+        # Periodic: the scheduler enqueues it every `periodic_seconds` (see `consumer`); high priority so that it
+        # does not wait behind queued renders.
+        self._housekeeping = self.huey.periodic_task(lambda _dt: True, name="housekeeping", priority=10)(housekeeping)
+
+    def enqueue(self, job_id: str) -> None:
+        self._render(job_id)
+
+    def pending_job_ids(self) -> set[str]:
+        """Job ids that have a render message waiting."""
+        ids = set()
+        for task in self.huey.pending():
+            if task.name == "render_job" and task.args:
+                ids.add(task.args[0])
+        return ids
+
+    def ping(self) -> int:
+        return self.huey.pending_count()
+
+    def close(self) -> None:
+        self.huey.storage.close()
+
+    def consumer(self, *, render: Callable[[str], None], housekeeping: Callable[[], None] | None,
+                 poll_interval: float, periodic_seconds: float) -> Consumer:
+        """A one-thread consumer (one pipeline run at a time) polling every `poll_interval` seconds when idle."""
+        _handlers["render"] = render
+        if housekeeping is not None:
+            _handlers["housekeeping"] = housekeeping
+        scheduler = type("HousekeepingScheduler", (Scheduler,),
+                         {"periodic_task_seconds": max(1, int(round(periodic_seconds)))})
+
+        class RenderConsumer(Consumer):
+            scheduler_class = scheduler
+
+        return RenderConsumer(self.huey, workers=1, worker_type="thread", periodic=housekeeping is not None,
+                              initial_delay=poll_interval, max_delay=poll_interval, backoff=1.0,
+                              scheduler_interval=1, check_worker_health=True, health_check_interval=5)

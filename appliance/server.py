@@ -1,0 +1,83 @@
+"""`render-appliance serve`: one process with the NiceGUI app (JSON API + console pages) and a supervised worker.
+
+NiceGUI is imported lazily: this module is also imported in the worker process (multiprocessing "spawn" re-imports
+the parent's main module), which must stay light.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from .config import Settings
+
+log = logging.getLogger("appliance.server")
+
+UI_MODULE = "ui.pages"  # console pages: a module with `register(app, ctx)`, added when it exists
+
+
+def build_context(settings: Settings, *, with_worker: bool | None = None):
+    """The store, queue, storage (and worker supervisor) that the routes and the console share."""
+    from .api import ApiContext
+    from .jobs import JobStore
+    from .queue import RenderQueue
+    from .worker import Supervisor, build_storage
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    run_worker = settings.worker_enabled if with_worker is None else with_worker
+    return ApiContext(settings=settings, store=JobStore(settings.jobs_db), queue=RenderQueue(settings.queue_db),
+                      storage=build_storage(settings), supervisor=Supervisor(settings) if run_worker else None)
+
+
+def register_ui(app: Any, ctx: Any) -> None:
+    """Console pages live in ui/ (written separately); they get the same context as the API."""
+    import importlib
+
+    try:
+        module = importlib.import_module(UI_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (UI_MODULE, UI_MODULE.split(".")[0]):
+            raise
+        return
+    module.register(app, ctx)
+
+
+def create_app(settings: Settings, *, with_worker: bool | None = None):
+    """Register the API (and console pages) on NiceGUI's `app`; the worker starts with the app. Returns (app, ctx)."""
+    _prepare_nicegui_env(settings)
+    from nicegui import app
+
+    from .api import install
+
+    ctx = build_context(settings, with_worker=with_worker)
+    install(app, ctx)
+    register_ui(app, ctx)
+    if ctx.supervisor is not None:
+        app.on_startup(ctx.supervisor.start)
+        app.on_shutdown(ctx.supervisor.stop)
+    app.state.render = ctx
+    return app, ctx
+
+
+def _prepare_nicegui_env(settings: Settings) -> None:
+    # NiceGUI's storage goes to ./.nicegui unless told otherwise: keep it in the data folder.
+    os.environ.setdefault("NICEGUI_STORAGE_PATH", str(settings.data_dir / "nicegui"))
+    # NiceGUI treats any process with PYTEST_CURRENT_TEST as its own screen test (and takes its port from
+    # NICEGUI_SCREEN_TEST_PORT): a real server started from a test must not inherit it.
+    os.environ.pop("PYTEST_CURRENT_TEST", None)
+
+
+def serve(settings: Settings) -> None:
+    """Blocking: uvicorn via ui.run (reload=False, show=False), /docs on, the worker supervised alongside."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    create_app(settings)
+    from nicegui import ui
+
+    log.info("render appliance on http://%s:%d (public %s), data in %s", settings.host, settings.port,
+             settings.base_url, settings.data_dir)
+    ui.run(host=settings.host, port=settings.port, reload=False, show=False, title="Render appliance",
+           fastapi_docs={"title": "Render appliance API", "version": "1",
+                         "description": "Photo + texture swatch (or paint colour #RRGGBB) -> the house re-clad. "
+                                        "See the render endpoints for the job contract."},
+           show_welcome_message=False, uvicorn_logging_level="warning", reconnect_timeout=10.0)

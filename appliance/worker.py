@@ -1,0 +1,481 @@
+"""The worker: one consumer per GPU, one pipeline run at a time, models loaded once per process.
+
+Process model
+-------------
+`Supervisor` (a thread in `serve`, the main loop of `render-appliance worker`) starts ONE consumer process
+(multiprocessing "spawn": no fork after CUDA/threads, works in frozen builds with freeze_support) and restarts it
+when it dies (kill -9, OOM, crash) or asks to be recycled (a stage overran its limit and its thread cannot be
+killed). The consumer process runs Huey's `Consumer.run()` on its own main thread, where Huey's signal handlers
+belong, with a single worker thread.
+
+Never losing a job
+------------------
+The job store is the system of record. A claimed job carries a lease (`lease_owner` = host/device/pid,
+`lease_expires_at`) that a heartbeat thread renews every lease/3 seconds. A job whose lease expired (worker hung
+or killed) is requeued by the housekeeping task, and a restarted consumer requeues at once the jobs of its own
+slot whose process is gone. Each requeue counts an attempt; after `max_attempts` the job fails with a reason.
+SIGTERM (shutdown) hands the running job back to the queue without counting the attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import Settings
+from .jobs import QUEUED, Job, JobStore
+from .queue import RenderQueue
+
+log = logging.getLogger("appliance.worker")
+
+EXIT_RECYCLE = 75  # the consumer asks its supervisor for a fresh process
+RECYCLE_GRACE = 30.0  # seconds an abandoned (timed-out) stage may take to finish before the process is recycled
+# Overall progress (0..1) that each stage spans.
+_SPANS = {"downloading": (0.0, 0.1), "segment": (0.1, 0.45), "geometry": (0.45, 0.6), "project": (0.6, 0.9),
+          "refine": (0.75, 0.92), "uploading": (0.92, 1.0)}
+
+
+def build_storage(settings: Settings):
+    """SupabaseStorage when SUPABASE_URL + key are configured, else LocalStorage under data_dir/results."""
+    if settings.uses_supabase:
+        from .storage.supabase import SupabaseStorage
+
+        return SupabaseStorage(settings.supabase_url, settings.supabase_key, bucket=settings.supabase_bucket,
+                               signed_url_seconds=settings.supabase_signed_url_seconds)
+    from .storage.local import LocalStorage
+
+    return LocalStorage(settings.results_dir, settings.base_url)
+
+
+def fetch_policy(settings: Settings):
+    from .fetch import FetchPolicy
+
+    return FetchPolicy(max_bytes=settings.fetch_max_bytes, connect_timeout=settings.fetch_connect_timeout,
+                       read_timeout=settings.fetch_read_timeout, allow_networks=settings.fetch_allow_networks)
+
+
+def build_pipeline(settings: Settings):
+    """The configured pipeline (worker.pipeline = "module:callable", called with settings) or the embedded set."""
+    if settings.worker_pipeline:
+        import importlib
+
+        module, _, name = settings.worker_pipeline.partition(":")
+        return getattr(importlib.import_module(module), name)(settings)
+    from pipeline import Pipeline
+    from pipeline.runner import STAGES
+
+    limits = {stage: settings.stage_timeout for stage in STAGES} if settings.stage_timeout else None
+    return Pipeline.embedded(settings.model_dir, threads=settings.worker_threads, max_pixels=settings.max_pixels,
+                             stage_limits=limits)
+
+
+def resolve_device(settings: Settings, device: str | None) -> str:
+    if settings.force_cpu:
+        return "cpu"
+    return device or settings.worker_device or "cpu"
+
+
+class _Stop(Exception):
+    """Internal: the attempt ends without a verdict (lease lost or shutting down)."""
+
+
+class _Attempt:
+    """One run of one job: why it should stop, if it should."""
+
+    def __init__(self, job: Job, deadline: float):
+        self.job = job
+        self.deadline = deadline
+        self.lease_lost = False
+        self.reason: str | None = None  # "canceled" | "timeout" | "lost" | "shutdown"
+
+
+class Worker:
+    """Runs jobs from the store through the pipeline. `process(job_id)` is the Huey task body."""
+
+    def __init__(self, settings: Settings, store: JobStore, queue: RenderQueue, storage: Any, pipeline: Any,
+                 *, device: str = "cpu"):
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.storage = storage
+        self.pipeline = pipeline
+        self.device = device
+        self.slot = f"{socket.gethostname()}/{device}"
+        self.owner = f"{self.slot}/{os.getpid()}"
+        self.started_at = time.time()
+        self.recycle = False
+        self.stopping = threading.Event()
+        self._attempt: _Attempt | None = None
+        self._policy = fetch_policy(settings)
+
+    # --- one job ---
+    def process(self, job_id: str) -> None:
+        if self.recycle or self.stopping.is_set():
+            time.sleep(0.2)  # this process is going away: leave the message for the next one
+            self.queue.enqueue(job_id)
+            return
+        job = self.store.claim(job_id, self.owner, self.settings.lease_seconds)
+        if job is None:
+            return  # canceled, already taken, or a duplicate message
+        attempt = self._attempt = _Attempt(job, time.monotonic() + self.settings.job_timeout)
+        log.info("job %s: attempt %d", job_id, job.attempts)
+        try:
+            self._run(attempt)
+        except _Stop:
+            log.info("job %s: stopped (%s)", job_id, attempt.reason)
+        except Exception as exc:  # a bug of ours: the job still gets a verdict
+            log.exception("job %s: unexpected error", job_id)
+            self._finish(attempt, "pipeline_error", f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self._attempt = None
+
+    def _run(self, attempt: _Attempt) -> None:
+        from pipeline.errors import Cancelled, PipelineError, StageTimeout
+
+        from .fetch import DownloadError
+        from .storage import UploadError
+
+        job = attempt.job
+        self._stage(attempt, "downloading", 0.0)
+        try:
+            photo = self._fetch(job.image_url, "image_url")
+            texture = job.texture_url if job.texture_url.startswith("#") else self._fetch(job.texture_url,
+                                                                                          "texture_url")
+            mask = self._fetch(job.mask_url, "mask_url") if job.mask_url else None
+        except DownloadError as exc:
+            return self._finish(attempt, "download_failed", str(exc))
+        self._checkpoint(attempt)
+
+        def progress(stage: str, fraction: float) -> None:
+            self._stage(attempt, stage, fraction)
+
+        result = None
+        try:
+            result = self.pipeline.run(photo, texture, job.options, mask=mask, progress=progress,
+                                       cancelled=lambda: self._should_stop(attempt))
+        except Cancelled:
+            self._checkpoint(attempt)  # raises _Stop or finishes as canceled / timeout
+            return self._finish(attempt, "canceled", "canceled")
+        except StageTimeout as exc:
+            self._finish(attempt, "timeout", str(exc))
+            return self._after_stage_timeout(exc.stage)
+        except PipelineError as exc:
+            return self._finish(attempt, exc.code, str(exc))
+        self._checkpoint(attempt)
+
+        self._stage(attempt, "uploading", 0.0)
+        png = encode_png(result.image)
+        try:
+            url = self.storage.save(job.job_id, job.user_id, job.project_id, png)
+        except UploadError as exc:
+            return self._finish(attempt, "upload_failed", str(exc), result)
+        except Exception as exc:  # network errors the backend did not wrap
+            return self._finish(attempt, "upload_failed", f"{type(exc).__name__}: {exc}", result)
+        if not self.store.complete(job.job_id, self.owner, result_url=url, timings=_timings(result),
+                                   backends=result.backends, warnings=result.warnings):
+            log.warning("job %s: finished but the lease was gone; result %s discarded", job.job_id, url)
+        else:
+            log.info("job %s: completed in %.2f s", job.job_id, time.time() - job.started_at)
+
+    def _fetch(self, url: str, what: str) -> bytes:
+        from .fetch import fetch_image
+
+        return fetch_image(url, what=what, policy=self._policy)
+
+    def _stage(self, attempt: _Attempt, stage: str, fraction: float) -> None:
+        low, high = _SPANS.get(stage, (0.0, 1.0))
+        if not self.store.set_stage(attempt.job.job_id, self.owner, stage, low + (high - low) * fraction):
+            attempt.lease_lost = True
+
+    def _should_stop(self, attempt: _Attempt) -> bool:
+        if attempt.lease_lost:
+            attempt.reason = "lost"
+        elif self.stopping.is_set():
+            attempt.reason = "shutdown"
+        elif time.monotonic() > attempt.deadline:
+            attempt.reason = "timeout"
+        elif self.store.cancel_requested(attempt.job.job_id):
+            attempt.reason = "canceled"
+        return attempt.reason is not None
+
+    def _checkpoint(self, attempt: _Attempt) -> None:
+        """Between steps: stop here if the job was canceled, ran out of time, or is no longer ours."""
+        if not self._should_stop(attempt):
+            return
+        if attempt.reason == "canceled":
+            self._finish(attempt, "canceled", "canceled by request while running")
+        elif attempt.reason == "timeout":
+            self._finish(attempt, "timeout", f"the job exceeded its time limit of {self.settings.job_timeout:g} s "
+                                             f"(render.job_timeout_seconds)")
+        raise _Stop()
+
+    def _finish(self, attempt: _Attempt, code: str, message: str, result: Any = None) -> None:
+        extra = {} if result is None else {"timings": _timings(result), "backends": result.backends,
+                                           "warnings": result.warnings}
+        if self.store.fail(attempt.job.job_id, self.owner, code, message, **extra):
+            log.info("job %s: failed %s: %s", attempt.job.job_id, code, message)
+
+    def _after_stage_timeout(self, stage: str) -> None:
+        """A timed-out stage keeps running in its abandoned thread. Give it a grace period to finish; if it does
+        not, recycle the process so that the next job gets the CPU/GPU (and memory) back."""
+        deadline = time.monotonic() + RECYCLE_GRACE
+        for thread in threading.enumerate():
+            if thread.name == f"stage-{stage}":
+                thread.join(max(0.0, deadline - time.monotonic()))
+                if thread.is_alive():
+                    log.warning("stage %s still running %g s after its time limit: recycling the worker", stage,
+                                RECYCLE_GRACE)
+                    self.request_recycle()
+                    return
+
+    def request_recycle(self) -> None:
+        self.recycle = True
+        os.kill(os.getpid(), signal.SIGTERM)  # Consumer.run() stops; consumer_main exits with EXIT_RECYCLE
+
+    # --- recovery and housekeeping ---
+    def recover_orphans(self) -> None:
+        """At start: jobs left running by a previous process of this slot (now dead) go back to the queue, and
+        queued jobs without a queue message (lost between insert and enqueue) get one."""
+        for job in self.store.running():
+            owner = job.lease_owner or ""
+            slot, _, pid = owner.rpartition("/")
+            if slot == self.slot and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                self._recover(job, f"worker process {pid} died")
+        self._repair_messages(min_age=0.0)
+
+    def housekeeping(self) -> None:
+        """Periodic (Huey periodic task): at most one process runs it per interval (a named lease)."""
+        interval = self.settings.maintenance_interval
+        if not self.store.acquire_lease("housekeeping", self.owner, interval * 0.9):
+            return
+        for job in self.store.expired():
+            self._recover(job, "its worker stopped renewing the lease (hung or killed)")
+        self._repair_messages(min_age=max(5.0, interval))
+        self.prune()
+
+    def _recover(self, job: Job, reason: str) -> None:
+        status = self.store.recover(job, self.settings.max_attempts, reason)
+        log.warning("job %s: %s -> %s", job.job_id, reason, status)
+        if status == QUEUED:
+            self.queue.enqueue(job.job_id)
+
+    def _repair_messages(self, min_age: float) -> None:
+        queued = self.store.queued_ids()
+        if not queued:
+            return
+        pending = self.queue.pending_job_ids()
+        now = time.time()
+        for job_id in queued:
+            if job_id not in pending:
+                job = self.store.get(job_id)
+                if job is not None and job.status == QUEUED and now - job.queued_at >= min_age:
+                    log.warning("job %s: queued without a queue message; enqueuing again", job_id)
+                    self.queue.enqueue(job_id)
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete finished jobs older than retention_hours, their local results, and old uploads."""
+        cutoff = (time.time() if now is None else now) - self.settings.retention_hours * 3600
+        local = getattr(self.storage, "name", "") == "local"
+        count = 0
+        while True:
+            batch = self.store.finished_before(cutoff)
+            for job in batch:
+                if local and job.result_url:
+                    self.storage.delete(job.job_id, job.user_id, job.project_id)
+                count += self.store.delete(job.job_id)
+            if len(batch) < 500:
+                break
+        uploads = self.settings.uploads_dir
+        if uploads.is_dir():
+            for path in uploads.rglob("*"):
+                try:
+                    if path.is_file() and path.stat().st_mtime < cutoff:
+                        path.unlink()
+                except OSError:
+                    pass
+        if count:
+            log.info("retention: pruned %d jobs finished before %s", count, time.ctime(cutoff))
+        return count
+
+    # --- the consumer process ---
+    def beat(self, state: str = "ready") -> None:
+        self.store.worker_beat(self.slot, os.getpid(), self.device, state, self.started_at)
+        attempt = self._attempt
+        if attempt is not None and not self.store.renew(attempt.job.job_id, self.owner,
+                                                        self.settings.lease_seconds):
+            attempt.lease_lost = True
+
+    def _heartbeat_loop(self) -> None:
+        period = min(self.settings.lease_seconds / 3, 5.0)
+        while not self.stopping.wait(period):
+            try:
+                self.beat()
+            except Exception:
+                log.exception("heartbeat failed")
+
+    def serve_forever(self) -> None:
+        """Recover, then run the Huey consumer on this (main) thread until SIGTERM/SIGINT."""
+        self.beat("starting")
+        self.recover_orphans()
+        consumer = self.queue.consumer(render=self.process, housekeeping=self.housekeeping,
+                                       poll_interval=self.settings.poll_interval,
+                                       periodic_seconds=self.settings.maintenance_interval)
+        consumer.shutdown_timeout = 5.0
+        threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        self.beat("ready")
+        try:
+            consumer.run()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        attempt = self._attempt
+        if attempt is not None and self.store.release(attempt.job.job_id, self.owner):
+            log.info("job %s: handed back to the queue (worker stopping)", attempt.job.job_id)
+            self.queue.enqueue(attempt.job.job_id)
+        try:
+            self.store.remove_worker(self.slot, os.getpid())
+        except Exception:
+            pass
+
+
+def _timings(result: Any) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in result.timings.items()}
+
+
+def encode_png(image) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".png", image[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return data.tobytes()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watch_parent(parent_pid: int, on_orphan: Callable[[], None]) -> None:
+    """The supervisor died (kill -9): hand the job back and exit, so that no orphan consumer keeps the GPU."""
+    def loop() -> None:
+        while True:
+            time.sleep(0.25)
+            if os.getppid() != parent_pid:
+                try:
+                    on_orphan()
+                finally:
+                    os._exit(1)
+    threading.Thread(target=loop, name="parent-watch", daemon=True).start()
+
+
+def consumer_main(settings: Settings, device: str, parent_pid: int | None = None) -> None:
+    """Entry point of the consumer process."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: "
+                                                   "%(message)s")
+    if device.startswith("cuda:"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+    if settings.force_cpu:
+        os.environ["AI_FORCE_CPU"] = "1"
+    store = JobStore(settings.jobs_db)
+    queue = RenderQueue(settings.queue_db)
+    worker = Worker(settings, store, queue, build_storage(settings), None, device=device)
+    if parent_pid is not None:
+        _watch_parent(parent_pid, worker.shutdown)
+    worker.beat("loading models")
+    worker.pipeline = build_pipeline(settings)  # once per process, not per job
+    worker.serve_forever()
+    sys.exit(EXIT_RECYCLE if worker.recycle else 0)
+
+
+class Supervisor:
+    """Keeps one consumer process alive: restart on death (backoff when it dies young), recycle on request."""
+
+    def __init__(self, settings: Settings, device: str | None = None):
+        self.settings = settings
+        self.device = resolve_device(settings, device)
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.restarts = 0
+        self.last_exit: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        proc = self.process
+        return proc.pid if proc is not None and proc.is_alive() else None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="worker-supervisor", daemon=True)
+        self._thread.start()
+
+    def run(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        delay = 0.0
+        while not self._stop.is_set():
+            proc = ctx.Process(target=consumer_main, args=(self.settings, self.device, os.getpid()),
+                               name=f"render-worker-{self.device}", daemon=True)
+            proc.start()
+            self.process = proc
+            started = time.monotonic()
+            while proc.is_alive() and not self._stop.is_set():
+                proc.join(0.2)
+            if self._stop.is_set():
+                break
+            self.last_exit = proc.exitcode
+            lived = time.monotonic() - started
+            if proc.exitcode == EXIT_RECYCLE:
+                delay = 0.0
+            elif lived < 30:
+                delay = min(max(delay * 2, 1.0), 30.0)
+            else:
+                delay = 0.5
+            self.restarts += 1
+            log.warning("worker process %s exited with %s after %.1f s; restarting in %.1f s", proc.pid,
+                        proc.exitcode, lived, delay)
+            self._stop.wait(delay)
+        self._terminate()
+
+    def _terminate(self, timeout: float = 10.0) -> None:
+        proc = self.process
+        if proc is not None and proc.is_alive():
+            proc.terminate()  # SIGTERM: the consumer hands its job back and exits
+            proc.join(timeout)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        else:
+            self._terminate()
+
+
+def run_worker(settings: Settings, device: str | None = None) -> None:
+    """`render-appliance worker`: a supervised consumer, no HTTP. Blocks until SIGTERM/SIGINT."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    supervisor = Supervisor(settings, device)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    supervisor.start()
+    log.info("worker for %s started (data %s)", supervisor.device, Path(settings.data_dir))
+    stop.wait()
+    supervisor.stop()

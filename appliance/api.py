@@ -378,11 +378,11 @@ def readiness(ctx: ApiContext) -> dict[str, dict[str, Any]]:
         extra: dict[str, Any] = {"workers": [{"name": w.name, "pid": w.pid, "state": w.state,
                                               "heartbeat_age_s": round(now - w.heartbeat_at, 1)} for w in live]}
         sup = ctx.supervisor
-        if sup is not None:
-            extra["supervised_pid"] = sup.pid
-            extra["restarts"] = sup.restarts
-        if not any(w.state == "ready" for w in live):
-            states = ", ".join(f"{w.name}: {w.state}" for w in live) or "none running"
+        if sup is not None:  # this process runs the worker: that one must be up
+            extra.update(supervised_pid=sup.pid, restarts=sup.restarts, last_exit=sup.last_exit)
+        candidates = [w for w in live if sup is None or w.pid == sup.pid]
+        if not any(w.state == "ready" for w in candidates):
+            states = "; ".join(f"{w.name} pid {w.pid}: {w.state}" for w in live) or "none running"
             return f"no worker is ready ({states})", extra
         return None, extra
 

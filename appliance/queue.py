@@ -14,13 +14,25 @@ Huey pitfalls handled here:
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Callable
 
 from huey import SqliteHuey
 from huey.consumer import Consumer, Scheduler
+from huey.storage import SqliteStorage
 
 QUEUE_NAME = "render"
+
+
+class _Storage(SqliteStorage):
+    """WAL + synchronous=NORMAL: no fsync per enqueue. A message lost to a power cut is re-sent by housekeeping
+    (the job row is the record), so the queue needs no more durability than the job store."""
+
+    def _create_connection(self):
+        conn = super()._create_connection()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
 _handlers: dict[str, Callable[..., None]] = {}
 
 
@@ -41,8 +53,8 @@ class RenderQueue:
 
     def __init__(self, path: Path | str, *, name: str = QUEUE_NAME):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # fsync=True: an enqueued message survives a power cut like the job row it points at.
-        self.huey = SqliteHuey(name, filename=str(path), results=False, journal_mode="wal", fsync=True, timeout=10)
+        self.huey = SqliteHuey(name, filename=str(path), results=False, journal_mode="wal", timeout=10,
+                               storage_class=_Storage)
         self._render = self.huey.task(name="render_job")(render_job)
         # Periodic: the scheduler enqueues it every `periodic_seconds` (see `consumer`); high priority so that it
         # does not wait behind queued renders.
@@ -76,6 +88,12 @@ class RenderQueue:
 
         class RenderConsumer(Consumer):
             scheduler_class = scheduler
+
+            def _set_signal_handlers(self) -> None:
+                super()._set_signal_handlers()
+                # Huey restarts on SIGHUP by exec'ing sys.argv, which in a spawned child is not our command line.
+                # A hang-up reaches the server too; the worker follows its supervisor instead.
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
         return RenderConsumer(self.huey, workers=1, worker_type="thread", periodic=housekeeping is not None,
                               initial_delay=poll_interval, max_delay=poll_interval, backoff=1.0,

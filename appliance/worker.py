@@ -362,6 +362,14 @@ def encode_png(image) -> bytes:
 
 
 def _alive(pid: int) -> bool:
+    """Is `pid` a live process (a zombie, killed but not yet reaped, counts as dead)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -388,6 +396,8 @@ def consumer_main(settings: Settings, device: str, parent_pid: int | None = None
     """Entry point of the consumer process."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: "
                                                    "%(message)s")
+    for noisy in ("huey", "httpx"):  # a line per task / per request otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if device.startswith("cuda:"):
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
     if settings.force_cpu:
@@ -398,7 +408,12 @@ def consumer_main(settings: Settings, device: str, parent_pid: int | None = None
     if parent_pid is not None:
         _watch_parent(parent_pid, worker.shutdown)
     worker.beat("loading models")
-    worker.pipeline = build_pipeline(settings)  # once per process, not per job
+    try:
+        worker.pipeline = build_pipeline(settings)  # once per process, not per job
+    except Exception as exc:  # e.g. ModelMissingError: /readyz shows why; the supervisor retries with backoff
+        log.error("cannot load the pipeline: %s: %s", type(exc).__name__, exc)
+        worker.beat(f"failed to load the pipeline: {type(exc).__name__}: {exc}"[:500])
+        sys.exit(3)
     worker.serve_forever()
     sys.exit(EXIT_RECYCLE if worker.recycle else 0)
 

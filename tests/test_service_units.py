@@ -1,0 +1,225 @@
+"""Service parts on their own (no server): config loading, the job store's state machine, request validation, the
+queue. Real SQLite files in tmp folders."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from appliance.api import request_hash, validate_request
+from appliance.config import ConfigError, Settings, load_settings
+from appliance.jobs import COMPLETED, FAILED, QUEUED, RUNNING, IdempotencyConflict, JobStore, QueueFull
+from appliance.queue import RenderQueue
+
+
+# --- config ---------------------------------------------------------------------------------------------------
+
+def test_defaults_keep_data_out_of_the_install_folder(tmp_path):
+    s = load_settings(None, env={"XDG_DATA_HOME": str(tmp_path)})
+    assert s == Settings(data_dir=s.data_dir, model_dir=s.model_dir)
+    assert s.data_dir.name == "render-appliance"
+    assert s.queue_depth == 20 and s.max_attempts == 3 and s.retention_hours == 48 and s.api_key is None
+    assert s.base_url == "http://127.0.0.1:8080"
+
+
+def test_file_then_environment(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[paths]\ndata_dir = "data"\n[server]\nport = 9000\ncors_origins = ["https://a.example"]\n'
+                   '[queue]\ndepth = 5\n[fetch]\nallow_networks = ["10.0.0.0/8"]\n')
+    s = load_settings(cfg, env={"RENDER_PORT": "9100", "RENDER_CORS_ORIGINS": "https://b.example, https://c.example",
+                                "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "k",
+                                "RENDER_STAGE_TIMEOUT": "30", "AI_FORCE_CPU": "1", "RENDER_API_KEY": "secret"})
+    assert s.data_dir == tmp_path / "data"  # relative to the file
+    assert s.port == 9100 and s.queue_depth == 5
+    assert s.cors_origins == ("https://b.example", "https://c.example")
+    assert s.fetch_allow_networks == ("10.0.0.0/8",)
+    assert s.uses_supabase and s.stage_timeout == 30.0 and s.force_cpu and s.api_key == "secret"
+
+
+@pytest.mark.parametrize("text, env, key", [
+    ("[queue]\ndepth = 0\n", {}, "queue.depth"),
+    ("[queue]\ndepht = 3\n", {}, "queue.depht"),
+    ("[server]\nport = \"x\"\n", {}, "server.port"),
+    ("[sever]\nport = 1\n", {}, "sever"),
+    ("[fetch]\nallow_networks = [\"not-a-net\"]\n", {}, "fetch.allow_networks"),
+    ("[server]\ncors_origins = [\"app.example\"]\n", {}, "server.cors_origins"),
+    ("[render]\nforce_cpu = \"maybe\"\n", {}, "render.force_cpu"),
+    ("", {"RENDER_QUEUE_DEPTH": "many"}, "RENDER_QUEUE_DEPTH"),
+    ("", {"RENDER_STAGE_TIMEOUT": "-1"}, "RENDER_STAGE_TIMEOUT"),
+    ("", {"SUPABASE_URL": "https://x.supabase.co"}, "SUPABASE_SERVICE_ROLE_KEY"),
+    ("[worker]\ndevice = \"gpu0\"\n", {}, "worker.device"),
+])
+def test_bad_config_names_the_key(tmp_path, text, env, key):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_settings(cfg, env=env)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", env={})
+
+
+# --- job store ------------------------------------------------------------------------------------------------
+
+def new_job(store: JobStore, depth: int = 10, key: str | None = None, texture: str = "#112233", **kw):
+    fields = {"image_url": "http://example.com/a.jpg", "texture_url": texture, "options": {}}
+    return store.create(job_id=str(uuid.uuid4()), image_url=fields["image_url"], texture_url=texture,
+                        mask_url=None, options={}, project_id=kw.get("project_id"), user_id=kw.get("user_id"),
+                        idempotency_key=key, request_hash=request_hash(fields) if key else None, queue_depth=depth)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = JobStore(tmp_path / "jobs.db")
+    yield s
+    s.close()
+
+
+def test_lifecycle_and_lease(store):
+    job, created = new_job(store)
+    assert created and job.status == QUEUED and job.attempts == 0
+    claimed = store.claim(job.job_id, "host/cpu/1", 30)
+    assert claimed.status == RUNNING and claimed.attempts == 1 and claimed.lease_owner == "host/cpu/1"
+    assert store.claim(job.job_id, "host/cpu/2", 30) is None  # compare-and-set: one owner
+    assert not store.set_stage(job.job_id, "host/cpu/2", "segment", 0.2)  # writes need the lease
+    assert store.set_stage(job.job_id, "host/cpu/1", "segment", 0.2)
+    assert store.renew(job.job_id, "host/cpu/1", 30)
+    assert not store.complete(job.job_id, "host/cpu/2", result_url="x")
+    assert store.complete(job.job_id, "host/cpu/1", result_url="http://r/1.png", timings={"segment": 0.5})
+    done = store.get(job.job_id)
+    assert done.status == COMPLETED and done.result_url == "http://r/1.png" and done.timings == {"segment": 0.5}
+    assert not store.fail(job.job_id, "host/cpu/1", "timeout", "late")  # a finished job stays finished
+
+
+def test_queue_depth_counts_queued_and_running(store):
+    a, _ = new_job(store, depth=2)
+    new_job(store, depth=2)
+    with pytest.raises(QueueFull):
+        new_job(store, depth=2)
+    store.claim(a.job_id, "w", 30)
+    with pytest.raises(QueueFull):
+        new_job(store, depth=2)
+    store.fail(a.job_id, "w", "pipeline_error", "x")
+    new_job(store, depth=2)
+
+
+def test_idempotency(store):
+    a, created = new_job(store, key="k1")
+    b, again = new_job(store, key="k1")
+    assert created and not again and a.job_id == b.job_id
+    with pytest.raises(IdempotencyConflict):
+        new_job(store, key="k1", texture="#445566")
+    # A replay is answered even when the queue is full.
+    c, _ = new_job(store, key="k1", depth=1)
+    assert c.job_id == a.job_id
+
+
+def test_cancel_queued_and_running(store):
+    queued, _ = new_job(store)
+    running, _ = new_job(store)
+    store.claim(running.job_id, "w", 30)
+    q = store.request_cancel(queued.job_id)
+    assert q.status == FAILED and q.error_code == "canceled"
+    assert store.claim(queued.job_id, "w", 30) is None
+    r = store.request_cancel(running.job_id)
+    assert r.status == RUNNING and r.cancel_requested and store.cancel_requested(running.job_id)
+
+
+def test_recover_requeues_then_gives_up(store):
+    job, _ = new_job(store)
+    for attempt in (1, 2):
+        j = store.claim(job.job_id, f"w{attempt}", 30)
+        assert j.attempts == attempt
+        assert store.recover(j, max_attempts=3, reason="killed") == QUEUED
+    j = store.claim(job.job_id, "w3", 0.01)
+    time.sleep(0.05)
+    assert [e.job_id for e in store.expired()] == [job.job_id]
+    assert store.recover(j, max_attempts=3, reason="lease expired") == FAILED
+    final = store.get(job.job_id)
+    assert final.error_code == "pipeline_error" and "3 attempts" in final.error_message
+    assert store.recover(j, max_attempts=3, reason="again") is None  # moved on: no double verdict
+
+
+def test_release_does_not_count_the_attempt(store):
+    job, _ = new_job(store)
+    store.claim(job.job_id, "w", 30)
+    assert store.release(job.job_id, "w")
+    again = store.get(job.job_id)
+    assert again.status == QUEUED and again.attempts == 0
+
+
+def test_queue_position(store):
+    jobs = [new_job(store)[0] for _ in range(3)]
+    assert [store.queue_position(store.get(j.job_id)) for j in jobs] == [0, 1, 2]
+    store.claim(jobs[0].job_id, "w", 30)
+    assert store.queue_position(store.get(jobs[2].job_id)) == 1
+
+
+def test_named_lease_has_one_holder(store):
+    assert store.acquire_lease("housekeeping", "a", 0.2)
+    assert not store.acquire_lease("housekeeping", "b", 0.2)
+    assert store.acquire_lease("housekeeping", "a", 0.2)  # the holder renews
+    time.sleep(0.25)
+    assert store.acquire_lease("housekeeping", "b", 0.2)
+
+
+def test_finished_before_and_delete(store):
+    job, _ = new_job(store)
+    store.claim(job.job_id, "w", 30)
+    store.complete(job.job_id, "w", result_url="u")
+    active, _ = new_job(store)
+    assert [j.job_id for j in store.finished_before(time.time() + 1)] == [job.job_id]
+    assert store.finished_before(time.time() - 60) == []
+    assert store.delete(job.job_id) and not store.delete(active.job_id)
+
+
+# --- request validation ------------------------------------------------------------------------------------
+
+def test_validate_normalises():
+    user, project = uuid.uuid4(), uuid.uuid4()
+    fields, problems = validate_request({"image_url": "https://example.com/h.jpg", "texture_url": "#a0b0c0",
+                                         "user_id": str(user).upper(), "project_id": str(project),
+                                         "options": {"real_world_scale": 12}})
+    assert problems == {}
+    assert fields["texture_url"] == "#A0B0C0" and fields["user_id"] == str(user)
+    assert fields["options"]["real_world_scale"] == 12.0 and fields["options"]["enable_refinement"] is False
+
+
+# --- queue ---------------------------------------------------------------------------------------------------
+
+def test_queue_messages_carry_only_the_job_id(tmp_path):
+    q = RenderQueue(tmp_path / "queue.db")
+    q.enqueue("job-1")
+    q.enqueue("job-2")
+    assert q.pending_job_ids() == {"job-1", "job-2"}
+    task = q.huey.dequeue()
+    assert task.args == ("job-1",) and not task.kwargs
+    q.close()
+
+
+def test_example_config_documents_every_key_and_loads(tmp_path):
+    import re
+
+    from appliance.config import SCHEMA
+
+    from service_fixtures import ROOT
+
+    text = (ROOT / "config.toml.example").read_text()
+    section, found = None, set()
+    for line in text.splitlines():
+        if m := re.match(r"^\[(\w+)\]", line):
+            section = m.group(1)
+        elif m := re.match(r"^# (\w+) = ", line):
+            found.add((section, m.group(1)))
+    assert set(SCHEMA) <= found, set(SCHEMA) - found
+    # Uncommented, the example is a valid config (the Supabase pair and the custom pipeline left out).
+    live = re.sub(r"(?m)^# (\w+ = )", r"\1", text)
+    live = re.sub(r"(?m)^(supabase_\w+|pipeline) = .*$", "", live)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(live)
+    s = load_settings(cfg, env={})
+    assert s.api_key == "change-me" and s.fetch_allow_networks == ("10.20.0.0/16",)

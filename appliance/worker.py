@@ -112,6 +112,8 @@ class Worker:
         self.owner = f"{self.slot}/{os.getpid()}"
         self.started_at = time.time()
         self.recycle = False
+        self.recycle_grace = RECYCLE_GRACE
+        self.on_recycle: Callable[[], None] = lambda: os.kill(os.getpid(), signal.SIGTERM)
         self.stopping = threading.Event()
         self._attempt: _Attempt | None = None
         self._policy = fetch_policy(settings)
@@ -226,19 +228,19 @@ class Worker:
     def _after_stage_timeout(self, stage: str) -> None:
         """A timed-out stage keeps running in its abandoned thread. Give it a grace period to finish; if it does
         not, recycle the process so that the next job gets the CPU/GPU (and memory) back."""
-        deadline = time.monotonic() + RECYCLE_GRACE
+        deadline = time.monotonic() + self.recycle_grace
         for thread in threading.enumerate():
             if thread.name == f"stage-{stage}":
                 thread.join(max(0.0, deadline - time.monotonic()))
                 if thread.is_alive():
                     log.warning("stage %s still running %g s after its time limit: recycling the worker", stage,
-                                RECYCLE_GRACE)
+                                self.recycle_grace)
                     self.request_recycle()
                     return
 
     def request_recycle(self) -> None:
         self.recycle = True
-        os.kill(os.getpid(), signal.SIGTERM)  # Consumer.run() stops; consumer_main exits with EXIT_RECYCLE
+        self.on_recycle()  # SIGTERM to this process: Consumer.run() stops, consumer_main exits with EXIT_RECYCLE
 
     # --- recovery and housekeeping ---
     def recover_orphans(self) -> None:

@@ -223,3 +223,61 @@ def test_example_config_documents_every_key_and_loads(tmp_path):
     cfg.write_text(live)
     s = load_settings(cfg, env={})
     assert s.api_key == "change-me" and s.fetch_allow_networks == ("10.20.0.0/16",)
+
+
+# --- the worker in-process (real store, queue, local storage, a real Pipeline whose geometry stage wedges) -----
+
+def test_worker_records_timeout_then_recycles_when_the_stage_stays_wedged(tmp_path, shared_dir):
+    import threading
+
+    import numpy as np
+    from PIL import Image
+
+    from appliance.storage.local import LocalStorage
+    from appliance.worker import Worker
+    from pipeline import Pipeline
+    from pipeline.geometry import LineGeometry
+    from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SlowGeometry, photo_server
+
+    w, h = SMALL_HOUSE_SIZE
+    mask = np.zeros((h, w), np.uint8)
+    mask[100:300, 100:500] = 255
+    extra = tmp_path / "www-extra"
+    extra.mkdir()
+    Image.fromarray(mask).save(extra / "mask.png")
+    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models", fetch_allow_networks=("127.0.0.1",))
+    store, queue = JobStore(settings.jobs_db), RenderQueue(settings.queue_db)
+    release = threading.Event()
+
+    class Wedged(SlowGeometry):
+        def estimate(self, image, mask):
+            release.wait(30)
+            return self.inner.estimate(image, mask)
+
+    pipeline = Pipeline(None, Wedged(LineGeometry(), 0))  # a client mask: no segmentation model needed
+    worker = Worker(settings, store, queue, LocalStorage(settings.results_dir, "http://x"), pipeline)
+    recycled = []
+    worker.on_recycle = lambda: recycled.append(True)
+    worker.recycle_grace = 0.3
+    with photo_server(shared_dir / "data", extra) as photos:
+        job, _ = store.create(job_id=str(uuid.uuid4()), image_url=f"{photos}/{SMALL_HOUSE}", texture_url="#AA0000",
+                              mask_url=f"{photos}/mask.png", options={"stage_timeout_seconds": 0.2},
+                              project_id=None, user_id=None, idempotency_key=None, request_hash=None, queue_depth=5)
+        worker.process(job.job_id)
+        release.set()
+        failed = store.get(job.job_id)
+        assert failed.status == FAILED and failed.error_code == "timeout" and "geometry" in failed.error_message
+        assert recycled and worker.recycle
+        # A recycling worker leaves new jobs to its successor.
+        nxt, _ = store.create(job_id=str(uuid.uuid4()), image_url=f"{photos}/{SMALL_HOUSE}", texture_url="#AA0000",
+                              mask_url=f"{photos}/mask.png", options={}, project_id=None, user_id=None,
+                              idempotency_key=None, request_hash=None, queue_depth=5)
+        worker.process(nxt.job_id)
+        assert store.get(nxt.job_id).status == QUEUED and nxt.job_id in queue.pending_job_ids()
+        # A fresh worker renders it.
+        worker2 = Worker(settings, store, queue, LocalStorage(settings.results_dir, "http://x"),
+                         Pipeline(None, LineGeometry()))
+        worker2.process(nxt.job_id)
+        done = store.get(nxt.job_id)
+        assert done.status == COMPLETED, done
+        assert Image.open(settings.results_dir / "renders" / "anonymous" / f"{nxt.job_id}.png").size == (w, h)

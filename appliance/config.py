@@ -244,8 +244,12 @@ SECTIONS = sorted({section for section, _ in SCHEMA})
 
 
 def load_settings(path: str | os.PathLike | None = None, *, env: dict[str, str] | None = None) -> Settings:
-    """Read `path` (TOML; None = defaults only), then apply environment overrides. Raises ConfigError."""
+    """Read `path` (TOML), then apply environment overrides. Raises ConfigError.
+
+    Without `path`: $RENDER_CONFIG, else ./config.toml when it exists, else the defaults."""
     env = os.environ if env is None else env
+    if path is None:
+        path = env.get("RENDER_CONFIG") or ("config.toml" if Path("config.toml").is_file() else None)
     values: dict[str, Any] = {}
     base: Path | None = None
     if path is not None:

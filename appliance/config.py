@@ -43,6 +43,9 @@ class Settings:
     stage_timeout: float | None = None  # seconds per stage; None = the pipeline's defaults
     job_timeout: float = 1800.0  # seconds for a whole attempt (download + render + upload)
     force_cpu: bool = False
+    segment_backend: str = "auto"  # auto | embedded | gpu  (auto: the GPU set when installed)
+    geometry_backend: str = "auto"  # auto | embedded | gpu
+    refine_backend: str = "auto"  # auto | none | gpu  (none: refinement requests fail with pipeline_error)
     # [queue]
     queue_depth: int = 20  # jobs queued or running; beyond it POST answers 503 queue_full
     max_attempts: int = 3
@@ -59,7 +62,7 @@ class Settings:
     supabase_signed_url_seconds: int | None = None
     # [worker]
     worker_enabled: bool = True  # `serve` starts and supervises one consumer process
-    worker_device: str | None = None  # "cpu", "cuda:0", ...; None = auto (cpu when force_cpu)
+    worker_device: str | None = None  # "cpu", "cuda", "cuda:0", ...; None = auto (CUDA when present, not force_cpu)
     worker_threads: int = 2  # CPU threads the embedded models use
     poll_interval: float = 0.05  # seconds between queue polls of an idle consumer (pickup latency)
     lease_seconds: float = 30.0  # a running job's lease; renewed every lease/3 by a heartbeat
@@ -202,6 +205,15 @@ def _factory(key: str, raw: Any) -> str | None:
     return value
 
 
+def _choice(*allowed: str) -> Callable[[str, Any], str]:
+    def parse(key: str, raw: Any) -> str:
+        value = _text()(key, raw)
+        if value not in allowed:
+            raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {raw!r}")
+        return value
+    return parse
+
+
 # (section, key) -> (Settings attribute, parser, environment variable or None)
 SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]] = {
     ("paths", "model_dir"): ("model_dir", _path, "RENDER_MODEL_DIR"),
@@ -217,6 +229,10 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
     ("render", "job_timeout_seconds"): ("job_timeout", _number(float, 0, 86_400, low_open=True),
                                         "RENDER_JOB_TIMEOUT"),
     ("render", "force_cpu"): ("force_cpu", _bool, "AI_FORCE_CPU"),
+    ("render", "segment_backend"): ("segment_backend", _choice("auto", "embedded", "gpu"), "RENDER_SEGMENT_BACKEND"),
+    ("render", "geometry_backend"): ("geometry_backend", _choice("auto", "embedded", "gpu"),
+                                     "RENDER_GEOMETRY_BACKEND"),
+    ("render", "refine_backend"): ("refine_backend", _choice("auto", "none", "gpu"), "RENDER_REFINE_BACKEND"),
     ("queue", "depth"): ("queue_depth", _number(int, 1, 100_000), "RENDER_QUEUE_DEPTH"),
     ("queue", "max_attempts"): ("max_attempts", _number(int, 1, 100), "RENDER_MAX_ATTEMPTS"),
     ("queue", "retention_hours"): ("retention_hours", _number(float, 0, 100_000, low_open=True),

@@ -63,24 +63,19 @@ def fetch_policy(settings: Settings):
 
 
 def build_pipeline(settings: Settings):
-    """The configured pipeline (worker.pipeline = "module:callable", called with settings) or the embedded set."""
-    if settings.worker_pipeline:
-        import importlib
+    """The configured pipeline: worker.pipeline = "module:callable" (called with the settings), by default
+    pipeline.backends.from_settings (per stage: the GPU set when installed, else the embedded CPU set)."""
+    import importlib
 
-        module, _, name = settings.worker_pipeline.partition(":")
-        return getattr(importlib.import_module(module), name)(settings)
-    from pipeline import Pipeline
-    from pipeline.runner import STAGES
-
-    limits = {stage: settings.stage_timeout for stage in STAGES} if settings.stage_timeout else None
-    return Pipeline.embedded(settings.model_dir, threads=settings.worker_threads, max_pixels=settings.max_pixels,
-                             stage_limits=limits)
+    module, _, name = (settings.worker_pipeline or "pipeline.backends:from_settings").partition(":")
+    return getattr(importlib.import_module(module), name)(settings)
 
 
-def resolve_device(settings: Settings, device: str | None) -> str:
+def resolve_device(settings: Settings, device: str | None) -> str | None:
+    """The consumer's device: "cpu" under force_cpu, else the flag, else the config; None = auto."""
     if settings.force_cpu:
         return "cpu"
-    return device or settings.worker_device or "cpu"
+    return device or settings.worker_device
 
 
 class _Stop(Exception):
@@ -101,14 +96,14 @@ class Worker:
     """Runs jobs from the store through the pipeline. `process(job_id)` is the Huey task body."""
 
     def __init__(self, settings: Settings, store: JobStore, queue: RenderQueue, storage: Any, pipeline: Any,
-                 *, device: str = "cpu"):
+                 *, device: str | None = None):
         self.settings = settings
         self.store = store
         self.queue = queue
         self.storage = storage
         self.pipeline = pipeline
         self.device = device
-        self.slot = f"{socket.gethostname()}/{device}"
+        self.slot = f"{socket.gethostname()}/{device or 'auto'}"
         self.owner = f"{self.slot}/{os.getpid()}"
         self.started_at = time.time()
         self.recycle = False
@@ -394,16 +389,15 @@ def _watch_parent(parent_pid: int, on_orphan: Callable[[], None]) -> None:
     threading.Thread(target=loop, name="parent-watch", daemon=True).start()
 
 
-def consumer_main(settings: Settings, device: str, parent_pid: int | None = None) -> None:
+def consumer_main(settings: Settings, device: str | None, parent_pid: int | None = None) -> None:
     """Entry point of the consumer process."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: "
                                                    "%(message)s")
     for noisy in ("huey", "httpx"):  # a line per task / per request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if device.startswith("cuda:"):
-        os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
     if settings.force_cpu:
         os.environ["AI_FORCE_CPU"] = "1"
+    settings = settings.with_overrides(worker_device=device)  # what the pipeline builder reads
     store = JobStore(settings.jobs_db)
     queue = RenderQueue(settings.queue_db)
     worker = Worker(settings, store, queue, build_storage(settings), None, device=device)
@@ -446,7 +440,7 @@ class Supervisor:
         delay = 0.0
         while not self._stop.is_set():
             proc = ctx.Process(target=consumer_main, args=(self.settings, self.device, os.getpid()),
-                               name=f"render-worker-{self.device}", daemon=True)
+                               name=f"render-worker-{self.device or 'auto'}", daemon=True)
             proc.start()
             self.process = proc
             started = time.monotonic()
@@ -493,6 +487,6 @@ def run_worker(settings: Settings, device: str | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     supervisor.start()
-    log.info("worker for %s started (data %s)", supervisor.device, Path(settings.data_dir))
+    log.info("worker for device %s started (data %s)", supervisor.device or "auto", Path(settings.data_dir))
     stop.wait()
     supervisor.stop()

@@ -216,8 +216,8 @@ class SlowGeometry:
 
 def slow_pipeline(settings):
     """worker.pipeline = "service_fixtures:slow_pipeline" (delay from env RENDER_TEST_GEOMETRY_DELAY)."""
-    from pipeline import Pipeline
+    from pipeline.backends import from_settings
 
-    base = Pipeline.embedded(settings.model_dir, threads=settings.worker_threads, max_pixels=settings.max_pixels)
+    base = from_settings(settings)  # what the worker builds by default
     base.geometry = SlowGeometry(base.geometry, float(os.environ.get("RENDER_TEST_GEOMETRY_DELAY", "2.0")))
     return base

@@ -98,6 +98,10 @@ class Settings:
     def uses_supabase(self) -> bool:
         return bool(self.supabase_url and self.supabase_key)
 
+    def backend_choices(self) -> dict[str, str]:
+        """Keyword arguments for pipeline.backends.build_pipeline: the backend per stage."""
+        return {"segment": self.segment_backend, "geometry": self.geometry_backend, "refine": self.refine_backend}
+
     def with_overrides(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
 

@@ -19,14 +19,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from pipeline import Pipeline, PipelineError, RenderOptions
+    from pipeline import PipelineError, RenderOptions
+    from pipeline.backends import build_pipeline
 
     settings = _settings(args)
     options = RenderOptions.from_mapping({"real_world_scale": args.scale, "enable_refinement": args.refine,
                                           "refinement_seed": args.seed,
                                           "stage_timeout_seconds": args.stage_timeout or settings.stage_timeout})
     started = time.perf_counter()
-    pipeline = Pipeline.embedded(settings.model_dir, max_pixels=settings.max_pixels)
+    pipeline = build_pipeline(settings.model_dir, max_pixels=settings.max_pixels, **settings.backend_choices())
     load_seconds = time.perf_counter() - started
 
     def progress(stage: str, fraction: float) -> None:
@@ -65,14 +66,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     try:
         if args.action == "pull":
             if args.from_dir:
-                install_from(args.from_dir, settings.model_dir)
+                install_from(args.from_dir, settings.model_dir, model_set=args.set)
             else:
-                pull(settings.model_dir)
+                pull(settings.model_dir, model_set=args.set)
         elif args.action == "list":
             for spec in manifest().values():
-                print(f"{spec.name:<20} {spec.set:<9} {spec.file:<60} {spec.licence}")
+                where = f"{spec.hub_id}@{spec.revision}" if spec.hub_id else spec.file
+                print(f"{spec.name:<20} {spec.set:<9} {where:<70} {spec.licence}")
             return 0
-        states = status(settings.model_dir)
+        states = status(settings.model_dir, model_set=args.set)
     except ModelMissingError as exc:
         raise SystemExit(f"models: {exc}") from None
     for name, state in states.items():
@@ -124,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="install or check the model files")
     models.add_argument("action", choices=["pull", "status", "list"])
     models.add_argument("--from", dest="from_dir", help="copy from a local folder instead of downloading")
+    models.add_argument("--set", default="embedded", choices=["embedded", "gpu", "all"],
+                        help="which model set (default: embedded, the CPU set every install needs)")
     models.set_defaults(func=cmd_models)
     return parser
 

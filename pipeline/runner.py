@@ -152,7 +152,9 @@ def default_pipeline(model_dir: Path | str) -> Pipeline:
     key = str(Path(model_dir).resolve())
     with _default_lock:
         if key not in _default_pipelines:
-            _default_pipelines[key] = Pipeline.embedded(key)
+            from .backends import build_pipeline  # the best installed backend per stage
+
+            _default_pipelines[key] = build_pipeline(key)
         return _default_pipelines[key]
 
 
@@ -163,7 +165,7 @@ def run_render_pipeline(image: Source, texture: Source | Texture,
                         model_dir: Path | str | None = None) -> RenderResult:
     """Render `image` re-clad with `texture` (a swatch image or '#RRGGBB').
 
-    Uses `pipeline` when given, else the embedded model set from `model_dir` (default: the configured model
+    Uses `pipeline` when given, else the best installed model set from `model_dir` (default: the configured model
     folder, env RENDER_MODEL_DIR), loaded once and kept.
     """
     if pipeline is None:

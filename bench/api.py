@@ -156,7 +156,8 @@ def main() -> None:
 
     print(f"\nloopback, {os.cpu_count()} CPUs, n={args.n} sequential on one keep-alive connection; "
           f"req/s (c={args.concurrency}) with {args.concurrency} connections\n")
-    print(f"{'route':<26} {'p50 ms':>8} {'p99 ms':>8} {'req/s (c=1)':>12} {'req/s (c=' + str(args.concurrency) + ')':>12}")
+    conc = f"req/s (c={args.concurrency})"
+    print(f"{'route':<26} {'p50 ms':>8} {'p99 ms':>8} {'req/s (c=1)':>12} {conc:>12}")
     for name, p50, p99, rps1, rpsc in rows:
         print(f"{name:<26} {p50:8.2f} {p99:8.2f} {rps1:12.0f} {rpsc:12.0f}")
     const, get, post = rows

@@ -11,7 +11,6 @@ import os
 import signal
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -101,22 +100,21 @@ def test_kill9_server_restart_job_completes(box, photos):
     box["svc"] = svc = box["make"]().start()
     job = svc.wait(job_id, timeout=90)
     assert job["status"] == "completed", job
-    box["last_result"] = job["result_url"]
+    assert svc.http.get(job["result_url"]).status_code == 200
 
 
-def test_retention_prunes_jobs_and_local_results(box):
+def test_retention_prunes_jobs_and_local_results(box, photos):
     svc = box["svc"]
-    url = box.get("last_result")
-    assert url, "needs the job of the previous test"
+    r = svc.submit({"image_url": f"{photos}/{SMALL_HOUSE}", "texture_url": "#556677"})
+    job = svc.wait(r.json()["job_id"], timeout=60)
+    assert job["status"] == "completed", job
+    url = job["result_url"]
     relative = urllib.parse.unquote(urllib.parse.urlparse(url).path.removeprefix("/results/"))
-    job_id = Path(relative).stem
     path = box["tmp"] / "data" / "results" / relative
-    assert path.is_file()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if svc.http.get(f"/render/jobs/{job_id}").status_code == 404:
-            break
+    assert path.is_file() and svc.http.get(url).status_code == 200
+    deadline = time.monotonic() + 30  # retention 5.4 s, housekeeping every second
+    while time.monotonic() < deadline and svc.http.get(f"/render/jobs/{job['job_id']}").status_code != 404:
         time.sleep(0.2)
-    assert svc.http.get(f"/render/jobs/{job_id}").status_code == 404
+    assert svc.http.get(f"/render/jobs/{job['job_id']}").status_code == 404
     assert not path.exists()
     assert svc.http.get(url).status_code == 404

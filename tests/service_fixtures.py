@@ -98,6 +98,17 @@ def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the test process dies (a killed pytest leaves no server behind;
+    the server's worker follows its server by itself)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Appliance:
     """`render-appliance serve` (or `worker`) in a subprocess."""
 
@@ -114,7 +125,7 @@ class Appliance:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "--config", str(self.config),
                                       self.command], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         log.close()
         if wait_ready:
             self.wait_ready(timeout)

@@ -16,4 +16,8 @@ fi
 
 EXTRAS=test scripts/install.sh
 export RENDER_SHARED_DIR=${RENDER_SHARED_DIR:-$(cd .. && pwd)/shared}
+# The React client kit: Node's test runner against a real appliance (npm ci from the committed lock file).
+if [ -z "${SKIP_NODE_TESTS:-}" ]; then
+  (cd clients/react && npm ci --no-audit --no-fund --loglevel=error && npm test)
+fi
 exec .venv/bin/python -m pytest "$@"

@@ -230,8 +230,26 @@ _GET_DOCS = {**_doc(200, "the job: processing (stage, progress, queue_position) 
 
 # --- the routes -------------------------------------------------------------------------------------------
 
+def submit_job(ctx: ApiContext, fields: dict[str, Any], *, job_id: str | None = None,
+               idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """Store a queued job from validated fields and enqueue it: the one way in, for the API and the console.
+    Returns (job, created). Raises QueueFull, IdempotencyConflict. Blocking (SQLite writes)."""
+    job, created = ctx.store.create(job_id=job_id or str(uuid.uuid4()), image_url=fields["image_url"],
+                                    texture_url=fields["texture_url"], mask_url=fields.get("mask_url"),
+                                    options=fields["options"], project_id=fields.get("project_id"),
+                                    user_id=fields.get("user_id"), idempotency_key=idempotency_key,
+                                    request_hash=request_hash(fields) if idempotency_key else None,
+                                    queue_depth=ctx.settings.queue_depth)
+    if created:
+        try:
+            ctx.queue.enqueue(job.job_id)
+        except Exception:  # the job is stored: housekeeping re-sends lost queue messages
+            log.exception("job %s: enqueue failed; housekeeping will retry", job.job_id)
+    return job, created
+
+
 def build_router(ctx: ApiContext) -> APIRouter:
-    settings, store, queue = ctx.settings, ctx.store, ctx.queue
+    settings, store = ctx.settings, ctx.store
     base = settings.base_url
     api_key = settings.api_key.encode() if settings.api_key else None
     router = APIRouter()
@@ -247,14 +265,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
                       headers={"WWW-Authenticate": "Bearer"})
 
     def create(fields: dict[str, Any], key: str | None) -> Response:
-        job_id = str(uuid.uuid4())
         try:
-            job, created = store.create(job_id=job_id, image_url=fields["image_url"],
-                                        texture_url=fields["texture_url"], mask_url=fields.get("mask_url"),
-                                        options=fields["options"], project_id=fields.get("project_id"),
-                                        user_id=fields.get("user_id"), idempotency_key=key,
-                                        request_hash=request_hash(fields) if key else None,
-                                        queue_depth=settings.queue_depth)
+            job, created = submit_job(ctx, fields, idempotency_key=key)
         except QueueFull:
             retry = max(1, math.ceil(store.recent_duration()))
             return _error(503, "queue_full", f"{settings.queue_depth} jobs are queued or running; retry later",
@@ -262,11 +274,6 @@ def build_router(ctx: ApiContext) -> APIRouter:
         except IdempotencyConflict as exc:
             return _error(409, "idempotency_conflict", "this Idempotency-Key was used for a different request",
                           job_id=str(exc))
-        if created:
-            try:
-                queue.enqueue(job.job_id)
-            except Exception:  # the job is stored: housekeeping re-sends lost queue messages
-                log.exception("job %s: enqueue failed; housekeeping will retry", job.job_id)
         poll_url = f"{base}/render/jobs/{job.job_id}"
         headers = {"Location": poll_url}
         if not created:

@@ -38,6 +38,7 @@ class Settings:
     public_base_url: str = ""  # "" -> http://{host}:{port}
     cors_origins: tuple[str, ...] = ()
     api_key: str | None = None
+    console_password: str | None = None  # operator console login; required for the console once api_key is set
     # [render]
     max_pixels: int = 40_000_000
     stage_timeout: float | None = None  # seconds per stage; None = the pipeline's defaults
@@ -86,6 +87,16 @@ class Settings:
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    def job_dir(self, job_id: str) -> Path:
+        """A job's own files (its inputs as the worker used them, the paint mask); pruned with the job."""
+        if not job_id or not all(c.isalnum() or c == "-" for c in job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        return self.jobs_dir / job_id
 
     @property
     def base_url(self) -> str:
@@ -227,6 +238,7 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
     ("server", "public_base_url"): ("public_base_url", _url(), "RENDER_PUBLIC_BASE_URL"),
     ("server", "cors_origins"): ("cors_origins", _origins, "RENDER_CORS_ORIGINS"),
     ("server", "api_key"): ("api_key", _text(True), "RENDER_API_KEY"),
+    ("server", "console_password"): ("console_password", _text(True), "RENDER_CONSOLE_PASSWORD"),
     ("render", "max_pixels"): ("max_pixels", _number(int, 65_536, 400_000_000), "RENDER_MAX_PIXELS"),
     ("render", "stage_timeout_seconds"): ("stage_timeout", _number(float, 0, 86_400, optional=True, low_open=True),
                                           "RENDER_STAGE_TIMEOUT"),

@@ -22,6 +22,18 @@ from typing import Any, Iterator
 
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
 ACTIVE = (QUEUED, RUNNING)
+# An input stored in the job's own folder (console uploads, retries, mask fixes): "upload:photo.png". Only the
+# console writes these; the API accepts http(s) URLs only, so no client can point a job at a file on this box.
+UPLOAD_REF = "upload:"
+
+
+def upload_name(ref: str | None) -> str | None:
+    """The file name behind an "upload:<name>" reference (a plain name, no path), else None."""
+    if not ref or not ref.startswith(UPLOAD_REF):
+        return None
+    name = ref[len(UPLOAD_REF):]
+    ok = 0 < len(name) <= 64 and not name.startswith(".") and all(c.isalnum() or c in "._-" for c in name)
+    return name if ok else None
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS render_jobs (
@@ -68,7 +80,8 @@ SCHEMA = [
         device TEXT,
         state TEXT NOT NULL,
         started_at REAL NOT NULL,
-        heartbeat_at REAL NOT NULL
+        heartbeat_at REAL NOT NULL,
+        info TEXT
     )""",
 ]
 
@@ -135,6 +148,7 @@ class WorkerInfo:
     state: str
     started_at: float
     heartbeat_at: float
+    info: dict[str, Any] | None = None  # what the worker loaded: {"device": ..., "models": {stage: name}}
 
 
 def _dump(value: Any) -> str | None:
@@ -152,6 +166,8 @@ class JobStore:
         with self._tx() as db:
             for statement in SCHEMA:
                 db.execute(statement)
+            if "info" not in {d[0] for d in db.execute("SELECT * FROM render_workers LIMIT 0").description}:
+                db.execute("ALTER TABLE render_workers ADD COLUMN info TEXT")  # a store made before the column
 
     # --- connection handling (the only SQLite-specific part) ---
     def _connect(self) -> sqlite3.Connection:
@@ -270,6 +286,27 @@ class JobStore:
                        (job_id, RUNNING))
         return self.get(job_id)
 
+    def list_jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:
+        """Newest first. status: queued | running | completed | failed (canceled included) | canceled | None."""
+        where, params = "", ()
+        if status == "canceled":
+            where, params = " WHERE status = ? AND error_code = 'canceled'", (FAILED,)
+        elif status is not None:
+            where, params = " WHERE status = ?", (status,)
+        rows = self._db.execute(_SELECT + where + " ORDER BY created_at DESC LIMIT ?", params + (limit,)).fetchall()
+        return [Job.from_row(r) for r in rows]
+
+    def status_counts(self) -> dict[str, int]:
+        """{queued, running, completed, failed, canceled}: failed counts the canceled jobs too."""
+        counts = dict.fromkeys((QUEUED, RUNNING, COMPLETED, FAILED, "canceled"), 0)
+        for status, canceled, n in self._db.execute(
+                "SELECT status, CASE WHEN error_code = 'canceled' THEN 1 ELSE 0 END, COUNT(*) FROM render_jobs "
+                "GROUP BY status, CASE WHEN error_code = 'canceled' THEN 1 ELSE 0 END").fetchall():
+            counts[status] = counts.get(status, 0) + n
+            if canceled:
+                counts["canceled"] += n
+        return counts
+
     def queued_ids(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT job_id FROM render_jobs WHERE status = ? ORDER BY queued_at",
                                                (QUEUED,)).fetchall()]
@@ -384,15 +421,20 @@ class JobStore:
     def worker_beat(self, name: str, pid: int, device: str | None, state: str, started_at: float) -> None:
         now = time.time()
         with self._tx() as db:
-            n = db.execute("UPDATE render_workers SET pid = ?, device = ?, state = ?, started_at = ?, "
-                           "heartbeat_at = ? WHERE name = ?", (pid, device, state, started_at, now, name)).rowcount
+            n = db.execute("UPDATE render_workers SET info = CASE WHEN pid = ? THEN info END, pid = ?, device = ?, "
+                           "state = ?, started_at = ?, heartbeat_at = ? WHERE name = ?",
+                           (pid, pid, device, state, started_at, now, name)).rowcount
             if not n:
                 db.execute("INSERT INTO render_workers (name, pid, device, state, started_at, heartbeat_at) "
                            "VALUES (?, ?, ?, ?, ?, ?)", (name, pid, device, state, started_at, now))
 
+    def worker_info(self, name: str, pid: int, info: dict[str, Any]) -> None:
+        self._write("UPDATE render_workers SET info = ? WHERE name = ? AND pid = ?", (_dump(info), name, pid))
+
     def workers(self) -> list[WorkerInfo]:
-        return [WorkerInfo(*r) for r in self._db.execute(
-            "SELECT name, pid, device, state, started_at, heartbeat_at FROM render_workers ORDER BY name").fetchall()]
+        rows = self._db.execute("SELECT name, pid, device, state, started_at, heartbeat_at, info FROM render_workers "
+                                "ORDER BY name").fetchall()
+        return [WorkerInfo(*r[:-1], info=json.loads(r[-1]) if r[-1] else None) for r in rows]
 
     def remove_worker(self, name: str, pid: int) -> None:
         self._write("DELETE FROM render_workers WHERE name = ? AND pid = ?", (name, pid))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import Settings
-from .jobs import QUEUED, Job, JobStore
+from .jobs import QUEUED, UPLOAD_REF, Job, JobStore, upload_name
 from .queue import RenderQueue
 
 log = logging.getLogger("appliance.worker")
@@ -143,12 +144,14 @@ class Worker:
         job = attempt.job
         self._stage(attempt, "downloading", 0.0)
         try:
-            photo = self._fetch(job.image_url, "image_url")
-            texture = job.texture_url if job.texture_url.startswith("#") else self._fetch(job.texture_url,
+            photo = self._input(job, job.image_url, "image_url")
+            texture = job.texture_url if job.texture_url.startswith("#") else self._input(job, job.texture_url,
                                                                                           "texture_url")
-            mask = self._fetch(job.mask_url, "mask_url") if job.mask_url else None
+            mask = self._input(job, job.mask_url, "mask_url") if job.mask_url else None
         except DownloadError as exc:
             return self._finish(attempt, "download_failed", str(exc))
+        self._keep(job, photo=None if job.image_url.startswith(UPLOAD_REF) else photo,
+                   swatch=None if job.texture_url.startswith(("#", UPLOAD_REF)) else texture)
         self._checkpoint(attempt)
 
         def progress(stage: str, fraction: float) -> None:
@@ -166,6 +169,7 @@ class Worker:
             return self._after_stage_timeout(exc.stage)
         except PipelineError as exc:
             return self._finish(attempt, exc.code, str(exc))
+        self._keep(job, mask=result.mask)
         self._checkpoint(attempt)
 
         self._stage(attempt, "uploading", 0.0)
@@ -182,10 +186,42 @@ class Worker:
         else:
             log.info("job %s: completed in %.2f s", job.job_id, time.time() - job.started_at)
 
-    def _fetch(self, url: str, what: str) -> bytes:
-        from .fetch import fetch_image
+    def _input(self, job: Job, ref: str, what: str) -> bytes:
+        """An input: a file of the job's own folder ("upload:<name>", put there by the console), else a download."""
+        from .fetch import DownloadError, fetch_image
 
-        return fetch_image(url, what=what, policy=self._policy)
+        if not ref.startswith(UPLOAD_REF):
+            return fetch_image(ref, what=what, policy=self._policy)
+        name = upload_name(ref)
+        try:
+            if name is None:
+                raise FileNotFoundError(ref)
+            return (self.settings.job_dir(job.job_id) / name).read_bytes()
+        except OSError:
+            raise DownloadError(f"{what}: the uploaded file {ref[len(UPLOAD_REF):]!r} is not in the job's folder "
+                                f"(pruned?)") from None
+
+    def _keep(self, job: Job, **files: Any) -> None:
+        """Keep what the job used in its folder, for the console (retention prunes it with the job): the photo and
+        swatch as downloaded (photo.jpg, swatch.png, ...) and the paint mask (mask.png, white = painted). Best
+        effort: a full disk never fails a job."""
+        from .fetch import image_kind
+
+        folder = self.settings.job_dir(job.job_id)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for stem, data in files.items():
+                if data is None:
+                    continue
+                if stem == "mask":
+                    name, data = "mask.png", encode_png(data.astype("uint8") * 255)
+                else:
+                    name = f"{stem}.{(image_kind(data[:16]) or 'bin').replace('jpeg', 'jpg')}"
+                tmp = folder / f".{name}.tmp"
+                tmp.write_bytes(data)
+                os.replace(tmp, folder / name)
+        except (OSError, RuntimeError) as exc:
+            log.warning("job %s: could not keep its inputs in %s: %s", job.job_id, folder, exc)
 
     def _stage(self, attempt: _Attempt, stage: str, fraction: float) -> None:
         low, high = _SPANS.get(stage, (0.0, 1.0))
@@ -288,8 +324,16 @@ class Worker:
                 if local and job.result_url:
                     self.storage.delete(job.job_id, job.user_id, job.project_id)
                 count += self.store.delete(job.job_id)
+                shutil.rmtree(self.settings.job_dir(job.job_id), ignore_errors=True)
             if len(batch) < 500:
                 break
+        jobs_dir = self.settings.jobs_dir  # folders left without a job (a console upload never submitted)
+        for folder in jobs_dir.iterdir() if jobs_dir.is_dir() else ():
+            try:
+                if folder.stat().st_mtime < cutoff and self.store.get(folder.name) is None:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
         uploads = self.settings.uploads_dir
         if uploads.is_dir():
             for path in uploads.rglob("*"):
@@ -350,12 +394,34 @@ def _timings(result: Any) -> dict[str, float]:
 
 
 def encode_png(image) -> bytes:
+    """RGB (H, W, 3) or grey (H, W) uint8 -> PNG bytes."""
     import cv2
 
-    ok, data = cv2.imencode(".png", image[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, data = cv2.imencode(".png", image[:, :, ::-1] if image.ndim == 3 else image,
+                            [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return data.tobytes()
+
+
+def describe_pipeline(pipeline: Any, device: str | None, threads: int) -> dict[str, Any]:
+    """What the console shows of a worker: the device it renders on and the model of each stage."""
+    try:
+        from pipeline.backends import chosen_backends
+
+        models = chosen_backends(pipeline)
+    except Exception:  # a custom pipeline without the usual stages
+        models = {}
+    label = f"CPU ({threads} threads)"
+    torch = sys.modules.get("torch")  # only where the models imported it
+    if torch is not None and any("cuda" in name for name in models.values()):
+        try:
+            index = torch.device(device).index if device and device != "cuda" else None
+            index = torch.cuda.current_device() if index is None else index
+            label = f"{torch.cuda.get_device_name(index)} (cuda:{index})"
+        except Exception:
+            label = device or "cuda"
+    return {"device": label, "models": models}
 
 
 def _alive(pid: int) -> bool:
@@ -410,6 +476,7 @@ def consumer_main(settings: Settings, device: str | None, parent_pid: int | None
         log.error("cannot load the pipeline: %s: %s", type(exc).__name__, exc)
         worker.beat(f"failed to load the pipeline: {type(exc).__name__}: {exc}"[:500])
         sys.exit(3)
+    store.worker_info(worker.slot, os.getpid(), describe_pipeline(worker.pipeline, device, settings.worker_threads))
     worker.serve_forever()
     sys.exit(EXIT_RECYCLE if worker.recycle else 0)
 

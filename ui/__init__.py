@@ -1,0 +1,1 @@
+"""The operator console (NiceGUI pages): see ui/pages.py."""

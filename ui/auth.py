@@ -1,0 +1,149 @@
+"""Who may see the console.
+
+- `server.console_password` set: an operator signs in once per browser; the session is a signed, HttpOnly cookie
+  (stateless: `expiry.HMAC(key(password), expiry)`, so it survives restarts and dies when the password changes).
+- no password and no `server.api_key`: the console is open, but only to requests that name this box (an IP
+  address, localhost, `server.host` or the public base URL's host): a page of another site whose domain resolves
+  to this box (DNS rebinding) is refused.
+- an API key but no password: the console stays locked (the API is protected; its console must not be open).
+
+The sign-in form is a NiceGUI page (its events travel over the websocket, where no cookie can be set): a correct
+password yields a one-time ticket, and `/console/session?ticket=...` swaps it for the cookie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import time
+import urllib.parse
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+COOKIE = "render_console"
+SESSION_SECONDS = 12 * 3600
+TICKET_SECONDS = 30
+
+
+def _hostname(host_header: str | None) -> str:
+    host = (host_header or "").strip().lower()
+    if host.startswith("["):  # [::1]:8080
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to return to after signing in (never another site)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+class ConsoleAuth:
+    def __init__(self, settings) -> None:
+        self.password: str | None = settings.console_password
+        self.locked = settings.api_key is not None and not self.password
+        self._key = hmac.new(self.password.encode(), b"render-console-session", hashlib.sha256).digest() \
+            if self.password else b""
+        self._tickets: dict[str, tuple[float, str]] = {}
+        names = {"localhost", _hostname(settings.host), _hostname(urllib.parse.urlsplit(settings.base_url).netloc)}
+        self._hosts = {n for n in names if n and n not in ("0.0.0.0", "::")}
+
+    @property
+    def mode(self) -> str:
+        return "locked" if self.locked else "password" if self.password else "open"
+
+    # --- checks ---
+    def host_ok(self, host_header: str | None) -> bool:
+        name = _hostname(host_header)
+        if name in self._hosts:
+            return True
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            return False
+
+    def session_ok(self, token: str | None) -> bool:
+        expiry, _, signature = (token or "").partition(".")
+        if not expiry.isdigit() or int(expiry) < time.time():
+            return False
+        return hmac.compare_digest(signature, self._sign(expiry))
+
+    def denied(self, request: Request) -> str | None:
+        """None when this request may use the console, else why not: locked | login | host."""
+        if self.locked:
+            return "locked"
+        if self.password:
+            return None if self.session_ok(request.cookies.get(COOKIE)) else "login"
+        return None if self.host_ok(request.headers.get("host")) else "host"
+
+    def gate(self, request: Request) -> Response | None:
+        """For pages: None to go on, else the answer (a redirect to the sign-in page, or a refusal)."""
+        reason = self.denied(request)
+        if reason is None:
+            return None
+        if reason == "login":
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={urllib.parse.quote(here, safe='')}", status_code=303)
+        return HTMLResponse(_refusal_page(reason), status_code=403)
+
+    def guard_api(self, request: Request, *, write: bool = False) -> Response | None:
+        """For the console's own routes (files, mask upload): JSON 401/403, and for writes a same-origin check."""
+        reason = self.denied(request)
+        if reason is not None:
+            return JSONResponse({"error": "unauthorized" if reason == "login" else "forbidden", "reason": reason},
+                                status_code=401 if reason == "login" else 403)
+        origin = request.headers.get("origin")
+        if write and origin is not None and urllib.parse.urlsplit(origin).netloc != request.headers.get("host"):
+            return JSONResponse({"error": "forbidden", "reason": "cross-site request"}, status_code=403)
+        return None
+
+    # --- signing in ---
+    def _sign(self, expiry: str) -> str:
+        return hmac.new(self._key, expiry.encode(), hashlib.sha256).hexdigest()
+
+    async def check_password(self, attempt: str) -> str | None:
+        """A one-time ticket for a right password, else None (after a pause that slows guessing)."""
+        if self.password and hmac.compare_digest(attempt.encode(), self.password.encode()):
+            now = time.time()
+            self._tickets = {t: v for t, v in self._tickets.items() if v[0] > now}
+            ticket = secrets.token_urlsafe(24)
+            self._tickets[ticket] = (now + TICKET_SECONDS, "")
+            return ticket
+        await asyncio.sleep(0.8)
+        return None
+
+    def redeem(self, ticket: str, next_path: str) -> Response:
+        expires, _ = self._tickets.pop(ticket, (0.0, ""))
+        if expires < time.time():
+            return RedirectResponse("/login", status_code=303)
+        response = RedirectResponse(safe_next(next_path), status_code=303)
+        expiry = str(int(time.time()) + SESSION_SECONDS)
+        response.set_cookie(COOKIE, f"{expiry}.{self._sign(expiry)}", max_age=SESSION_SECONDS, httponly=True,
+                            samesite="lax", path="/")
+        return response
+
+    def sign_out(self) -> Response:
+        response = RedirectResponse("/login" if self.password else "/", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+
+def _refusal_page(reason: str) -> str:
+    if reason == "locked":
+        title = "The console is locked"
+        text = ("An API key is configured, so the console needs an operator password. Set "
+                "<code>server.console_password</code> in config.toml (or RENDER_CONSOLE_PASSWORD) and restart.")
+    else:
+        title = "Not served under this name"
+        text = ("Without an operator password the console answers only requests addressed to this box by its own "
+                "name or IP address. Open it at the address configured in <code>server.host</code>, or set "
+                "<code>server.console_password</code>.")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+            "<link rel='stylesheet' href='/console/static/console.css'></head>"
+            f"<body class='refusal'><main><h1>{title}</h1><p>{text}</p></main></body></html>")

@@ -1,0 +1,279 @@
+"""Job detail: inputs, paint mask, result with a before/after slider, timings, options, the full error; cancel,
+retry, mask fix and download. `JobPanel` follows the job live and is reused by the test-render page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from nicegui import run, ui
+
+from appliance.jobs import ACTIVE, COMPLETED, FAILED, QUEUED, RUNNING, Job, QueueFull
+
+from . import jobfiles
+from .components import (ERROR_TITLES, LOGO, card, chip, clock, colour_block, compare_html, duration, facts_html,
+                         file_url, frame, model_name, option_facts, overlay_html, raw, render_time, short, stage_label,
+                         stage_track_html, state_of, tid, timing_bars_html, total_time)
+
+KIND_WORDS = {"retry": "Retry of", "mask fix": "Mask fix of", "test render": "Test render"}
+
+
+def load(ctx: Any, job_id: str) -> tuple[Job | None, dict[str, bool], dict[str, Any], int | None]:
+    """The job, which of its images exist, what it was made from, its place in line (runs in a thread)."""
+    job = ctx.store.get(job_id)
+    if job is None:
+        return None, {}, {}, None
+    settings = ctx.settings
+    files = {stem: jobfiles.find(settings, job_id, stem) is not None for stem in ("photo", "swatch", "mask")}
+    files["mask-input"] = jobfiles.find(settings, job_id, "mask-input") is not None
+    files["result"] = job.status == COMPLETED and bool(job.result_url)
+    position = ctx.store.queue_position(job) if job.status == QUEUED else None
+    return job, files, jobfiles.origin(settings, job_id), position
+
+
+class JobPanel:
+    """Everything about one job, redrawn when its state moves on and its progress updated in place."""
+
+    def __init__(self, ctx: Any, job_id: str, *, compact: bool = False):
+        self.ctx, self.job_id, self.compact = ctx, job_id, compact
+        self.key: Any = None
+        self.progress: dict[str, Any] = {}
+        self.box = ui.column().classes("w-full gap-4")
+        self.timer = ui.timer(0.5, self.poll)
+
+    async def poll(self) -> None:
+        job, files, made_from, position = await run.io_bound(load, self.ctx, self.job_id)
+        if job is None:
+            self.box.clear()
+            with self.box:
+                ui.label("This job no longer exists (finished jobs are deleted after the retention period).")
+            self.timer.deactivate()
+            return
+        key = (job.status, job.stage, job.cancel_requested, tuple(sorted(files.items())))
+        if key != self.key:
+            self.key = key
+            self.draw(job, files, made_from, position)
+        else:
+            self.update(job, position)
+        if job.status not in ACTIVE:
+            self.timer.deactivate()  # finished (the worker keeps the mask before it records the end): all drawn
+
+    # --- in place, every tick while it runs ---
+    def update(self, job: Job, position: int | None) -> None:
+        p = self.progress
+        if not p:
+            return
+        p["bar"].value = job.progress
+        p["text"].text = self._progress_text(job, position)
+
+    @staticmethod
+    def _progress_text(job: Job, position: int | None) -> str:
+        if job.status == QUEUED:
+            where = "next in line" if position == 0 else f"{position} job(s) ahead" if position else "waiting"
+            return f"Waiting for the worker · {where} · {duration(total_time(job))} so far"
+        return f"{stage_label(job)} · {job.progress:.0%} · {duration(render_time(job))} elapsed"
+
+    # --- the whole panel ---
+    def draw(self, job: Job, files: dict[str, bool], made_from: dict[str, Any], position: int | None) -> None:
+        self.progress = {}
+        self.box.clear()
+        with self.box:
+            if not self.compact:
+                self._head(job, files, made_from)
+            if job.status in ACTIVE:
+                self._progress(job, position)
+            if job.status == FAILED:
+                self._error(job)
+            if self.compact:
+                self._viewer(job, files)
+                self._compact_actions(job, files)
+                return
+            with ui.element("div").classes("job-grid"):
+                with ui.element("div").classes("side"):
+                    self._viewer(job, files)
+                    with ui.element("div").classes("pair"):
+                        self._facts(job)
+                with ui.element("div").classes("side"):
+                    self._side(job, files)
+
+    def _head(self, job: Job, files: dict[str, bool], made_from: dict[str, Any]) -> None:
+        raw(f"<div class='crumbs'><a href='/'>Queue</a> / Job {short(job.job_id)}</div>")
+        with ui.row().classes("job-head"):
+            ui.label(f"Job {short(job.job_id)}").classes("page-title mono-title").props(tid("job-title"))
+            chip(state_of(job)).props(tid("job-status"))
+            if job.cancel_requested and job.status == RUNNING:
+                ui.label("cancel requested: stops after this stage").classes("chip chip-canceled")
+            ui.space()
+            with ui.row().classes("job-actions"):
+                self._actions(job, files)
+        parts = [("Created", clock(job.created_at))]
+        if job.started_at:
+            parts.append(("Waited", duration(job.started_at - job.created_at)))
+        if job.completed_at and job.started_at:
+            parts.append(("Rendered in", duration(job.completed_at - job.started_at)))
+        parts.append(("Total", duration(total_time(job))))
+        if job.attempts > 1:
+            parts.append(("Attempts", str(job.attempts)))
+        parts += [("Project", short(job.project_id)), ("User", short(job.user_id))] if job.project_id or job.user_id \
+            else [("Source", "console" if made_from else "API")]
+        if made_from.get("parent"):
+            word = KIND_WORDS.get(made_from.get("kind", ""), "From")
+            parts.append((word, short(made_from["parent"])))
+        with ui.row().classes("meta-line"):
+            for label, value in parts:
+                raw(f"<span>{label} <b>{value}</b></span>")
+        ui.label(job.job_id).classes("mono muted").style("font-size:12px; margin-top:-8px")
+
+    def _actions(self, job: Job, files: dict[str, bool]) -> None:
+        if job.status in ACTIVE:
+            ui.button("Cancel", icon="block", on_click=lambda: self.cancel(job)).props(
+                "outline color=negative").props(tid("cancel"))
+        else:
+            ui.button("Retry", icon="replay", on_click=lambda: self.retry(job)).props("outline").props(tid("retry"))
+        if job.status not in ACTIVE and files.get("photo"):
+            ui.button("Fix mask", icon="brush", on_click=lambda: ui.navigate.to(f"/jobs/{job.job_id}/mask")).props(
+                "outline").props(tid("fix-mask"))
+        if files.get("result"):
+            ui.button("Download", icon="download",
+                      on_click=lambda: ui.navigate.to(file_url(job.job_id, "result") + "?download=1")).props(
+                "unelevated").props(tid("download"))
+
+    def _compact_actions(self, job: Job, files: dict[str, bool]) -> None:
+        with ui.row().classes("job-actions"):
+            ui.button("Open job page", icon="open_in_new", on_click=lambda: ui.navigate.to(f"/jobs/{job.job_id}")
+                      ).props("outline").props(tid("open-job"))
+            if job.status in ACTIVE:
+                ui.button("Cancel", icon="block", on_click=lambda: self.cancel(job)).props("outline color=negative")
+            else:
+                if files.get("photo"):
+                    ui.button("Fix mask", icon="brush",
+                              on_click=lambda: ui.navigate.to(f"/jobs/{job.job_id}/mask")).props("outline")
+                if files.get("result"):
+                    ui.button("Download", icon="download", on_click=lambda: ui.navigate.to(
+                        file_url(job.job_id, "result") + "?download=1")).props("unelevated")
+
+    def _progress(self, job: Job, position: int | None) -> None:
+        with card(classes="progress-panel").props(tid("progress")):
+            with ui.row().classes("progress-line"):
+                chip(state_of(job))
+                text = ui.label(self._progress_text(job, position)).classes("now-stage").props(tid("progress-text"))
+            bar = ui.linear_progress(job.progress, show_value=False, size="10px").props("rounded color=accent")
+            raw(stage_track_html(job)).props(tid("stage-track"))
+        self.progress = {"bar": bar, "text": text}
+
+    def _error(self, job: Job) -> None:
+        with card(classes="error-panel w-full").props(tid("error")):
+            ui.label(ERROR_TITLES.get(job.error_code or "", "Failed")).classes("error-title")
+            message = _escape(job.error_message or "no message")
+            raw(f"<pre class='error-text'>{message}</pre>").props(tid("error-text"))
+            ui.label(f"error code: {job.error_code}").classes("mono muted").style("font-size:12px")
+
+    def _viewer(self, job: Job, files: dict[str, bool]) -> None:
+        v = "-".join(str(x) for x in (job.status, int(job.completed_at or 0)))
+        with card("Before / after" if files.get("result") else "Photo", classes="viewer w-full").props(tid("viewer")):
+            if files.get("result") and files.get("photo"):
+                raw(compare_html(file_url(job.job_id, "photo"), file_url(job.job_id, "result", v))).classes(
+                    "w-full").props(tid("compare"))
+                ui.label("Drag across the picture (or use the arrow keys) to compare the photo with the render."
+                         ).classes("muted").style("font-size:12px")
+            elif files.get("result"):
+                raw(f"<img src='{file_url(job.job_id, 'result', v)}' alt='Result' style='width:100%'>")
+            elif files.get("photo"):
+                overlay = file_url(job.job_id, "overlay", v) if files.get("mask") or files.get("mask-input") else None
+                raw(overlay_html(file_url(job.job_id, "photo"), overlay,
+                                 "Paint mask shown in pink" if overlay else "")).classes("w-full")
+            else:
+                waiting = job.status in ACTIVE
+                raw("<div class='placeholder short'>" + ("The photo appears here once the worker has fetched it."
+                                                    if waiting else "The photo was never fetched, so there is "
+                                                                    "nothing to show.") + "</div>")
+
+    def _side(self, job: Job, files: dict[str, bool]) -> None:
+        with card("Inputs", classes="w-full").props(tid("inputs")):
+            with ui.element("div").classes("inputs"):
+                self._tile("photo", files, "Photo")
+                if job.texture_url.startswith("#"):
+                    raw(f"<figure class='tile'>{colour_block(job.texture_url)}<figcaption>Paint colour"
+                        f"</figcaption></figure>")
+                else:
+                    self._tile("swatch", files, "Swatch")
+                if files.get("photo") and (files.get("mask") or files.get("mask-input")):
+                    v = str(int(job.completed_at or 0))
+                    raw("<figure class='tile wide'>" + overlay_html(
+                        file_url(job.job_id, "photo"), file_url(job.job_id, "overlay", v)) +
+                        "<figcaption>" + ("Paint mask (corrected by hand)" if job.mask_url else
+                                          "Paint mask found by the segmenter") + "</figcaption></figure>")
+        if job.backends or job.warnings:
+            with card("Models", classes="w-full"):
+                order = ["segment", "geometry", "project", "refine"]
+                backends = sorted((job.backends or {}).items(), key=lambda kv: order.index(kv[0]) if kv[0] in order
+                                  else 9)
+                raw(facts_html([(k.capitalize(), model_name(v)) for k, v in backends]))
+                for warning in job.warnings or []:
+                    ui.label(f"⚠ {warning}").classes("warning-line")
+
+    def _facts(self, job: Job) -> None:
+        with card("Stage timings", classes="w-full").props(tid("timings")):
+            if job.timings:
+                raw(timing_bars_html(job.timings))
+            else:
+                ui.label("Timings appear once the stages have run." if job.status in ACTIVE else
+                         "No stage ran.").classes("muted")
+        with card("Options", classes="w-full").props(tid("options")):
+            raw(facts_html(option_facts(job.options)))
+
+    def _tile(self, stem: str, files: dict[str, bool], caption: str) -> None:
+        if files.get(stem):
+            url = file_url(self.job_id, stem)
+            raw(f"<figure class='tile'><a href='{url}' target='_blank'><img src='{url}' alt='{caption}'></a>"
+                f"<figcaption>{caption}</figcaption></figure>")
+        else:
+            raw(f"<figure class='tile'><div class='placeholder' style='aspect-ratio:4/3'>not kept</div>"
+                f"<figcaption>{caption}</figcaption></figure>")
+
+    # --- actions ---
+    async def cancel(self, job: Job) -> None:
+        updated = await run.io_bound(self.ctx.store.request_cancel, job.job_id)
+        if updated is not None and updated.status == FAILED:
+            ui.notify("Job canceled", type="info")
+        elif updated is not None and updated.status == RUNNING:
+            ui.notify("Cancel requested: the job stops after its current stage", type="info")
+        else:
+            ui.notify("The job had already finished", type="warning")
+        self.key = None
+        self.timer.activate()
+        await self.poll()
+
+    async def retry(self, job: Job) -> None:
+        try:
+            new = await run.io_bound(jobfiles.derive, self.ctx, job, kind="retry")
+        except QueueFull:
+            ui.notify(f"The queue is full ({self.ctx.settings.queue_depth} jobs); try again shortly", type="negative")
+            return
+        except (FileNotFoundError, ValueError) as exc:
+            ui.notify(f"Cannot retry: {exc}", type="negative")
+            return
+        ui.navigate.to(f"/jobs/{new.job_id}")
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def register(ctx: Any, auth: Any) -> None:
+    @ui.page("/jobs/{job_id}", favicon=LOGO)
+    async def job_page(request: Request, job_id: str) -> Any:
+        if (refused := auth.gate(request)) is not None:
+            return refused
+        job = await run.io_bound(ctx.store.get, job_id) if len(job_id) <= 64 else None
+        with frame("queue", auth, f"Job {short(job_id)}"):
+            if job is None:
+                raw(f"<div class='crumbs'><a href='/'>Queue</a> / Job {_escape(short(job_id))}</div>")
+                ui.label("No such job").classes("page-title")
+                ui.label("It may have been deleted after the retention period.").classes("muted")
+                return None
+            JobPanel(ctx, job_id)
+        return None
+

@@ -1,0 +1,125 @@
+"""The operator console: `register(app, ctx)` is called by appliance/server.py with the API's context.
+
+Pages (NiceGUI): /  (queue), /jobs/{id}  (job detail), /jobs/{id}/mask  (mask fix), /test-render, /login.
+Routes of the console itself (behind the same sign-in): /console/files/{id}/{name} (a job's images),
+POST /console/jobs/{id}/mask (a corrected mask -> a new job), /console/session, /console/logout; the CSS/JS it
+ships lie in ui/static (served at /console/static). Nothing here blocks the event loop: store reads and file work
+go through run.io_bound / the thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from . import jobfiles
+from .auth import ConsoleAuth
+
+log = logging.getLogger("appliance.console")
+
+STATIC = Path(__file__).resolve().parent / "static"
+JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+MAX_MASK_BODY = 30_000_000
+# Shown where a job has no picture yet (the photo was never fetched): a grey tile with a house outline.
+PLACEHOLDER = ("<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 60 40'>"
+               "<rect width='60' height='40' fill='#e9edf2'/><path d='M22 21 30 14l8 7v8H22z' fill='none' "
+               "stroke='#b5bdc9' stroke-width='1.6'/></svg>")
+
+
+def register(app: Any, ctx: Any) -> None:
+    from nicegui import ui
+
+    from . import job_page, mask_editor, queue_page, test_render
+    from .components import login_page
+
+    auth = ConsoleAuth(ctx.settings)
+    app.add_static_files("/console/static", STATIC)
+    ui.add_head_html('<link rel="stylesheet" href="/console/static/console.css">'
+                     '<script src="/console/static/console.js"></script>', shared=True)
+    _routes(app, ctx, auth)
+    login_page(auth)
+    queue_page.register(ctx, auth)
+    job_page.register(ctx, auth)
+    test_render.register(ctx, auth)
+    mask_editor.register(ctx, auth)
+
+
+def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
+    settings, store = ctx.settings, ctx.store
+    private = {"Cache-Control": "private, max-age=300"}
+
+    @app.get("/console/session", include_in_schema=False)
+    def session(ticket: str = "", next: str = "/") -> Response:  # noqa: A002
+        return auth.redeem(ticket, next)
+
+    @app.get("/console/logout", include_in_schema=False)
+    def logout() -> Response:
+        return auth.sign_out()
+
+    @app.get("/console/files/{job_id}/{name}", include_in_schema=False)
+    def job_file(job_id: str, name: str, request: Request, download: bool = False) -> Response:
+        """A job's images: photo, swatch, mask, overlay (the mask tinted), result, thumb. Runs in the pool."""
+        if (denied := auth.guard_api(request)) is not None:
+            return denied
+        if not JOB_ID.match(job_id):
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        job = store.get(job_id)
+        path: Path | None = None
+        headers = dict(private)
+        if name in ("photo", "swatch", "mask"):
+            path = jobfiles.find(settings, job_id, name) or \
+                (jobfiles.find(settings, job_id, "mask-input") if name == "mask" else None)
+        elif name == "overlay":
+            path = jobfiles.overlay(settings, job_id)
+        elif name == "thumb" and job is not None:
+            path = jobfiles.thumbnail(ctx, job)
+        elif name == "result" and job is not None and job.result_url:
+            path = jobfiles.result_file(ctx, job)
+            if path is None:  # results in Supabase: the browser fetches them there
+                return RedirectResponse(job.result_url, status_code=307)
+            if download:
+                headers["Content-Disposition"] = f'attachment; filename="render-{job_id[:8]}.png"'
+        if path is None and name == "thumb":
+            return Response(PLACEHOLDER, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+        if path is None:
+            return JSONResponse({"error": "not_found"}, status_code=404, headers={"Cache-Control": "no-store"})
+        return FileResponse(path, media_type=jobfiles.MEDIA.get(path.suffix, "application/octet-stream"),
+                            headers=headers)
+
+    @app.post("/console/jobs/{job_id}/mask", include_in_schema=False)
+    async def mask_fix(job_id: str, request: Request) -> Response:
+        """The mask editor's PNG (white = paint) -> a new job with the same inputs and this mask."""
+        if (denied := auth.guard_api(request, write=True)) is not None:
+            return denied
+        job = store.get(job_id) if JOB_ID.match(job_id) else None
+        if job is None:
+            return JSONResponse({"error": "job_not_found"}, status_code=404)
+        from appliance.api import _read_capped
+
+        data = await _read_capped(request, MAX_MASK_BODY)
+        if not data:
+            return JSONResponse({"error": "validation_failed", "message": "mask: empty or too large"}, 400)
+        return await run_in_threadpool(_remask, ctx, job, data)
+
+
+def _remask(ctx: Any, job: Any, data: bytes) -> Response:
+    from appliance.jobs import QueueFull
+
+    try:
+        jobfiles.check_mask(ctx.settings, job.job_id, data)
+        new = jobfiles.derive(ctx, job, kind="mask fix", mask_png=data)
+    except jobfiles.UploadRejected as exc:
+        return JSONResponse({"error": "validation_failed", "message": str(exc)}, status_code=400)
+    except FileNotFoundError as exc:
+        return JSONResponse({"error": "inputs_gone", "message": str(exc)}, status_code=410)
+    except QueueFull:
+        return JSONResponse({"error": "queue_full", "message": f"the queue is full ({ctx.settings.queue_depth} jobs "
+                                                               "waiting or rendering); try again shortly"}, 503)
+    log.info("job %s: mask fix of %s", new.job_id, job.job_id)
+    return JSONResponse({"job_id": new.job_id}, status_code=201)

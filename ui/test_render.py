@@ -1,0 +1,208 @@
+"""Test render: drop a photo and a swatch (or pick a paint colour), set the options, submit, follow the job.
+
+Dropped files go to the (future) job's folder at once, checked the way the render checks them, and the job is
+submitted through the API's own path with "upload:<file>" references that the worker reads from disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from nicegui import events, run, ui
+
+from appliance.jobs import QueueFull
+from pipeline.errors import InputError
+from pipeline.images import parse_colour
+
+from . import jobfiles
+from .components import LOGO, card, file_url, frame, raw, tid
+from .job_page import JobPanel
+
+PAINTS = [("#B04A3A", "Brick red"), ("#8C5A3C", "Terracotta"), ("#C9A66B", "Sand"), ("#E8E1D3", "Off-white"),
+          ("#D9D4C7", "Greige"), ("#6B7B8C", "Slate blue"), ("#3E4A3D", "Forest"), ("#2F2F33", "Anthracite")]
+
+
+class DropZone:
+    """One image input: a drop target (click to choose) that shows the file or why it was refused."""
+
+    def __init__(self, page: "TestRender", stem: str, title: str, hint: str):
+        self.page, self.stem = page, stem
+        self.ref: str | None = None
+        settings = page.ctx.settings
+        with ui.element("div").classes("w-full").style("position:relative"):
+            self.area = ui.element("div").classes("drop-area").props(tid(f"drop-{stem}"))
+            self.upload = ui.upload(auto_upload=True, max_file_size=settings.fetch_max_bytes,
+                                    on_upload=self.received, on_rejected=self.rejected).classes("drop-zone")
+            self.upload.style("position:absolute; inset:0; height:100%").props(tid(f"upload-{stem}"))
+            self.upload.on("click", js_handler=f"() => getElement({self.upload.id}).$refs.qRef.pickFiles()")
+        self.title, self.hint = title, hint
+        self.line = ui.label("").classes("file-line").props(tid(f"file-{stem}"))
+        self.error = ui.label("").classes("form-error").props(tid(f"error-{stem}"))
+        self._empty()
+
+    def _empty(self) -> None:
+        self.area.clear()
+        self.area.classes(remove="filled bad")
+        with self.area:
+            ui.icon("add_photo_alternate" if self.stem == "photo" else "texture")
+            ui.label(self.title).classes("drop-title")
+            ui.label(self.hint).classes("muted").style("font-size:12px")
+
+    async def received(self, e: events.UploadEventArguments) -> None:
+        data = await e.file.read()
+        self.upload.reset()
+        try:
+            ref, info = await run.io_bound(jobfiles.store_upload, self.page.ctx.settings, self.page.draft, self.stem,
+                                           data)
+        except jobfiles.UploadRejected as exc:
+            return self.refuse(f"{e.file.name}: {exc}")
+        self.ref = ref
+        self.error.text = ""
+        self.area.clear()
+        self.area.classes(add="filled", remove="bad")
+        with self.area:
+            raw(f"<img src='{file_url(self.page.draft, self.stem, ref.rsplit('.', 1)[-1] + str(len(data)))}' "
+                f"alt='{self.stem}'>").classes("w-full h-full")
+        self.line.text = f"{e.file.name} · {info['width']}×{info['height']} px · {len(data) / 1e6:.2f} MB"
+        self.page.changed()
+
+    def rejected(self) -> None:
+        limit = self.page.ctx.settings.fetch_max_bytes / 1e6
+        self.refuse(f"{self.stem}: the file is over the limit of {limit:.0f} MB")
+
+    def refuse(self, message: str) -> None:
+        self.ref = None
+        self._empty()
+        self.area.classes(add="bad")
+        self.line.text = ""
+        self.error.text = message
+        self.page.changed()
+
+
+class TestRender:
+    def __init__(self, ctx: Any, auth: Any, refiner: bool):
+        self.ctx = ctx
+        self.draft = jobfiles.new_job_id()  # the job id the uploads are kept under until it is submitted
+        with frame("test", auth, "Test render"):
+            with ui.row().classes("page-head"):
+                with ui.column().classes("gap-0"):
+                    ui.label("Test render").classes("page-title")
+                    ui.label("Render a photo the way the API would, and follow the job as it runs.").classes("muted")
+            with ui.element("div").classes("render-grid") as self.form:
+                with card("1 · House photo"):
+                    self.photo = DropZone(self, "photo", "Drop the house photo here",
+                                          "or click to choose · JPEG, PNG or WebP · at least 256 px")
+                with card("2 · Material"):
+                    self.mode = ui.toggle({"swatch": "Swatch image", "paint": "Paint colour"}, value="swatch",
+                                          on_change=lambda: self.changed()).props("no-caps unelevated spread"
+                                                                                  ).classes("w-full").props(tid("material"))
+                    with ui.column().classes("w-full gap-1") as self.swatch_box:
+                        self.swatch = DropZone(self, "swatch", "Drop a material swatch here",
+                                               "a photo of the cladding, brick or stone · tiles seamlessly")
+                    with ui.column().classes("w-full gap-3") as self.paint_box:
+                        self.colour = ui.color_input("Paint colour", value="#B04A3A", preview=True,
+                                                     on_change=lambda: self.changed()).classes("w-full")
+                        with ui.element("div").classes("swatches"):
+                            for hex_colour, name in PAINTS:
+                                ui.element("div").classes("swatch-dot").style(f"background:{hex_colour}").tooltip(
+                                    f"{name} {hex_colour}").on("click", lambda h=hex_colour: self.set_colour(h))
+                        ui.label("The photo's light and shadow are kept; only the colour changes.").classes("hint")
+                with card("3 · Options"):
+                    ui.label("Pattern scale").classes("text-weight-medium")
+                    with ui.row().classes("w-full items-center no-wrap"):
+                        self.scale = ui.slider(min=4, max=80, step=1, value=24).classes("grow").props(tid("scale"))
+                        ui.label().bind_text_from(self.scale, "value", lambda v: f"{v:g}×").classes("mono")
+                    ui.label("How many times the swatch repeats across the widest wall.").classes("hint")
+                    self.refine = ui.switch("Diffusion refinement", value=False).props(tid("refine"))
+                    if not refiner:
+                        self.refine.disable()
+                        ui.label("Needs the GPU model set (not installed on this box).").classes("hint")
+                    self.seed = ui.number("Refinement seed", value=42, min=0, format="%d").classes("w-full")
+                    self.seed.bind_visibility_from(self.refine, "value")
+                    self.timeout = ui.number("Stage time limit (s), optional", min=1, max=3600).classes("w-full")
+                    ui.space()
+                    self.error = ui.label("").classes("form-error").props(tid("submit-error"))
+                    self.submit_button = ui.button("Render", icon="play_arrow", on_click=self.submit).props(
+                        "unelevated size=lg").classes("w-full").props(tid("submit"))
+            self.live = ui.column().classes("live-panel w-full gap-4").props(tid("live"))
+        self.changed()
+
+    def set_colour(self, hex_colour: str) -> None:
+        self.colour.value = hex_colour
+
+    def texture(self) -> str | None:
+        if self.mode.value == "swatch":
+            return self.swatch.ref
+        rgb = parse_colour(self.colour.value or "")
+        return None if rgb is None else "#%02X%02X%02X" % rgb
+
+    def changed(self) -> None:
+        paint = self.mode.value == "paint"
+        self.swatch_box.set_visibility(not paint)
+        self.paint_box.set_visibility(paint)
+        ready = self.photo.ref is not None and self.texture() is not None
+        self.submit_button.set_enabled(ready and not getattr(self, "submitted", False))
+
+    async def submit(self) -> None:
+        texture = self.texture()
+        if self.photo.ref is None or texture is None:
+            self.error.text = "Add a photo and a swatch (or a paint colour #RRGGBB) first."
+            return
+        options = {"real_world_scale": float(self.scale.value), "enable_refinement": bool(self.refine.value),
+                   "refinement_seed": int(self.seed.value or 42),
+                   "stage_timeout_seconds": float(self.timeout.value) if self.timeout.value else None}
+        self.submit_button.props("loading")
+        try:
+            job = await run.io_bound(jobfiles.submit, self.ctx, self.draft, photo=self.photo.ref, texture=texture,
+                                     options=options, made_from={"kind": "test render"})
+        except QueueFull:
+            self.error.text = (f"The queue is full ({self.ctx.settings.queue_depth} jobs waiting or rendering). "
+                               "Try again in a moment.")
+            return
+        except InputError as exc:
+            self.error.text = "\n".join(getattr(exc, "details", {}).values()) or str(exc)
+            return
+        finally:
+            self.submit_button.props(remove="loading")
+        self.submitted = True
+        self.error.text = ""
+        self.changed()
+        self.form.set_visibility(False)
+        self.live.clear()
+        with self.live:
+            with ui.card().classes("panel summary w-full"):
+                with ui.row().classes("w-full items-center no-wrap gap-4"):
+                    raw(f"<img class='summary-thumb' src='{file_url(self.draft, 'photo')}' alt='Photo'>")
+                    if texture.startswith("#"):
+                        raw(f"<div class='summary-thumb' style='background:{texture}'></div>")
+                    else:
+                        raw(f"<img class='summary-thumb' src='{file_url(self.draft, 'swatch')}' alt='Swatch'>")
+                    with ui.column().classes("gap-0"):
+                        ui.label(f"Job {job.job_id[:8]}").classes("mono now-id")
+                        ui.label(f"{self.photo.line.text.split(' · ')[0]} · "
+                                 + (f"paint {texture}" if texture.startswith("#") else
+                                    self.swatch.line.text.split(" · ")[0])
+                                 + f" · pattern scale {options['real_world_scale']:g}×"
+                                 + (" · refinement on" if options["enable_refinement"] else "")).classes("muted")
+                    ui.space()
+                    ui.button("Start another", icon="restart_alt", on_click=lambda: ui.navigate.to("/test-render")
+                              ).props("outline").props(tid("again"))
+            JobPanel(self.ctx, job.job_id, compact=True)
+
+
+def _has_refiner(ctx: Any) -> bool:
+    for worker in ctx.store.workers():
+        models = (worker.info or {}).get("models") or {}
+        if models.get("refine", "none") != "none":
+            return True
+    return False
+
+
+def register(ctx: Any, auth: Any) -> None:
+    @ui.page("/test-render", favicon=LOGO)
+    async def test_render(request: Request) -> Any:
+        if (refused := auth.gate(request)) is not None:
+            return refused
+        TestRender(ctx, auth, await run.io_bound(_has_refiner, ctx))
+        return None

@@ -34,6 +34,7 @@ def tid(name: str) -> str:
 def shot(page, name: str, *, full_page: bool = False) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    page.wait_for_timeout(300)  # let CSS transitions (hover, error borders) settle
     page.screenshot(path=str(path), full_page=full_page)
     return path
 

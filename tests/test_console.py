@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from appliance.jobs import COMPLETED, FAILED, UPLOAD_REF, JobStore, upload_name
 from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH, Appliance, free_port, photo_server, write_config
@@ -236,12 +237,13 @@ def test_test_render_refuses_bad_files_clearly(box, page, shared_dir):
     drop_file(page, tid("upload-swatch"), b"\xff\xd8\xff" + bytes(MAX_BYTES + 10), "huge.jpg", "image/jpeg")
     page.locator(tid("error-swatch")).get_by_text("over the limit of 2 MB").wait_for()
     assert page.locator(tid("submit")).is_disabled()
+    shot(page, "test-render-errors")
     # A paint colour instead of a swatch.
     drop_file(page, tid("upload-photo"), _shared(shared_dir, SMALL_HOUSE), "house.jpg", "image/jpeg")
     page.locator(tid("file-photo")).get_by_text("house.jpg").wait_for()
     page.get_by_text("Paint colour", exact=True).first.click()
     assert page.locator(tid("submit")).is_enabled()
-    shot(page, "test-render-errors")
+    shot(page, "test-render-paint")
 
 
 def test_failed_job_shows_its_error(box, photos, page):
@@ -258,8 +260,16 @@ def test_failed_job_shows_its_error(box, photos, page):
 
 def test_cancel_a_waiting_job(box, photos, page):
     box.drain()
-    ahead = [_submit(box, photos, texture_url=c) for c in ("#AA3322", "#3322AA")]
+    ahead = [_submit(box, photos, texture_url=c) for c in ("#AA3322", "#3322AA", "#2233AA")]
     waiting = _submit(box, photos, texture_url="#22AA33")
+    page.goto(f"{box.base}/jobs/{ahead[0]}")  # a running job's page, live
+    page.locator(tid("stage-track")).wait_for()
+    try:
+        page.locator(f"{tid('stage-track')} .step-now[data-stage='geometry']").wait_for(timeout=4000)
+        page.wait_for_function("[...document.images].every(i => i.complete)")
+        shot(page, "job-running")
+    except PlaywrightTimeout:  # a slow machine: it went past the stage; the live updates are checked elsewhere
+        pass
     page.goto(f"{box.base}/jobs/{waiting}")
     page.locator(tid("progress-text")).get_by_text("Waiting for the worker").wait_for()
     shot(page, "job-waiting")

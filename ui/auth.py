@@ -49,7 +49,7 @@ class ConsoleAuth:
         self.locked = settings.api_key is not None and not self.password
         self._key = hmac.new(self.password.encode(), b"render-console-session", hashlib.sha256).digest() \
             if self.password else b""
-        self._tickets: dict[str, tuple[float, str]] = {}
+        self._tickets: dict[str, float] = {}  # one-time sign-in tickets -> expiry
         names = {"localhost", _hostname(settings.host), _hostname(urllib.parse.urlsplit(settings.base_url).netloc)}
         self._hosts = {n for n in names if n and n not in ("0.0.0.0", "::")}
 
@@ -111,16 +111,15 @@ class ConsoleAuth:
         """A one-time ticket for a right password, else None (after a pause that slows guessing)."""
         if self.password and hmac.compare_digest(attempt.encode(), self.password.encode()):
             now = time.time()
-            self._tickets = {t: v for t, v in self._tickets.items() if v[0] > now}
+            self._tickets = {t: expires for t, expires in self._tickets.items() if expires > now}
             ticket = secrets.token_urlsafe(24)
-            self._tickets[ticket] = (now + TICKET_SECONDS, "")
+            self._tickets[ticket] = now + TICKET_SECONDS
             return ticket
         await asyncio.sleep(0.8)
         return None
 
     def redeem(self, ticket: str, next_path: str) -> Response:
-        expires, _ = self._tickets.pop(ticket, (0.0, ""))
-        if expires < time.time():
+        if self._tickets.pop(ticket, 0.0) < time.time():
             return RedirectResponse("/login", status_code=303)
         response = RedirectResponse(safe_next(next_path), status_code=303)
         expiry = str(int(time.time()) + SESSION_SECONDS)

@@ -162,7 +162,8 @@ class JobPanel:
         self.progress = {"bar": bar, "text": text}
 
     def _error(self, job: Job) -> None:
-        with card(classes="error-panel w-full").props(tid("error")):
+        canceled = job.error_code == "canceled"
+        with card(classes="error-panel w-full" + (" canceled" if canceled else "")).props(tid("error")):
             ui.label(ERROR_TITLES.get(job.error_code or "", "Failed")).classes("error-title")
             message = _escape(job.error_message or "no message")
             raw(f"<pre class='error-text'>{message}</pre>").props(tid("error-text"))
@@ -191,12 +192,12 @@ class JobPanel:
     def _side(self, job: Job, files: dict[str, bool]) -> None:
         with card("Inputs", classes="w-full").props(tid("inputs")):
             with ui.element("div").classes("inputs"):
-                self._tile("photo", files, "Photo")
+                self._tile(job, "photo", files, "Photo")
                 if job.texture_url.startswith("#"):
                     raw(f"<figure class='tile'>{colour_block(job.texture_url)}<figcaption>Paint colour"
                         f"</figcaption></figure>")
                 else:
-                    self._tile("swatch", files, "Swatch")
+                    self._tile(job, "swatch", files, "Swatch")
                 if files.get("photo") and (files.get("mask") or files.get("mask-input")):
                     v = str(int(job.completed_at or 0))
                     raw("<figure class='tile wide'>" + overlay_html(
@@ -222,13 +223,14 @@ class JobPanel:
         with card("Options", classes="w-full").props(tid("options")):
             raw(facts_html(option_facts(job.options)))
 
-    def _tile(self, stem: str, files: dict[str, bool], caption: str) -> None:
+    def _tile(self, job: Job, stem: str, files: dict[str, bool], caption: str) -> None:
         if files.get(stem):
             url = file_url(self.job_id, stem)
             raw(f"<figure class='tile'><a href='{url}' target='_blank'><img src='{url}' alt='{caption}'></a>"
                 f"<figcaption>{caption}</figcaption></figure>")
         else:
-            raw(f"<figure class='tile'><div class='placeholder' style='aspect-ratio:4/3'>not kept</div>"
+            missing = "fetched when the job starts" if job.status in ACTIVE else "never fetched"
+            raw(f"<figure class='tile'><div class='placeholder' style='aspect-ratio:4/3'>{missing}</div>"
                 f"<figcaption>{caption}</figcaption></figure>")
 
     # --- actions ---

@@ -62,7 +62,7 @@ class MaskFix:
                 raw("<div class='hint'>Drag on the photo to paint. <span class='kbd'>Ctrl</span>+<span class='kbd'>"
                     "Z</span> undoes a stroke. The pink area is what gets re-clad.</div>")
                 self.error = ui.label("").classes("form-error").props(tid("mask-error"))
-                self.button = ui.button("Re-render with this mask", icon="play_arrow", on_click=self.submit).props(
+                self.button = ui.button("Render with this mask", icon="play_arrow", on_click=self.submit).props(
                     "unelevated").classes("w-full").props(tid("rerender"))
                 ui.link("Back to the job", f"/jobs/{job.job_id}").classes("hint")
         mask = f"'{file_url(job.job_id, 'mask')}'" if has_mask else "null"

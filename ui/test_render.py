@@ -56,7 +56,7 @@ class DropZone:
             ref, info = await run.io_bound(jobfiles.store_upload, self.page.ctx.settings, self.page.draft, self.stem,
                                            data)
         except jobfiles.UploadRejected as exc:
-            return self.refuse(f"{e.file.name}: {exc}")
+            return self.refuse(f"{e.file.name}: {str(exc).removeprefix(self.stem + ': ')}")
         self.ref = ref
         self.error.text = ""
         self.area.clear()
@@ -69,7 +69,7 @@ class DropZone:
 
     def rejected(self) -> None:
         limit = self.page.ctx.settings.fetch_max_bytes / 1e6
-        self.refuse(f"{self.stem}: the file is over the limit of {limit:.0f} MB")
+        self.refuse(f"The file is over the limit of {limit:.0f} MB (fetch.max_bytes).")
 
     def refuse(self, message: str) -> None:
         self.ref = None

@@ -83,6 +83,7 @@ class DropZone:
 class TestRender:
     def __init__(self, ctx: Any, auth: Any, refiner: bool):
         self.ctx = ctx
+        self.submitted = False
         self.draft = jobfiles.new_job_id()  # the job id the uploads are kept under until it is submitted
         with frame("test", auth, "Test render"):
             with ui.row().classes("page-head"):
@@ -142,7 +143,7 @@ class TestRender:
         self.swatch_box.set_visibility(not paint)
         self.paint_box.set_visibility(paint)
         ready = self.photo.ref is not None and self.texture() is not None
-        self.submit_button.set_enabled(ready and not getattr(self, "submitted", False))
+        self.submit_button.set_enabled(ready and not self.submitted)
 
     async def submit(self) -> None:
         texture = self.texture()

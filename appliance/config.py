@@ -27,10 +27,42 @@ def default_data_dir() -> Path:
     return Path(base) / APP_NAME
 
 
+def install_dir() -> Path | None:
+    """The folder of the frozen binary (PyInstaller: sys.executable's folder; for onefile the folder of the
+    onefile itself, not its temporary unpack folder); None when running from source."""
+    import sys
+
+    if not getattr(sys, "frozen", False):
+        return None
+    return Path(sys.executable).resolve().parent
+
+
+def default_model_dir() -> Path:
+    """A frozen binary uses a `models/` folder next to itself when there is one (shipped beside the binary,
+    read-only is fine); otherwise, and from source, the per-user data folder's models/."""
+    here = install_dir()
+    if here is not None and (here / "models").is_dir():
+        return here / "models"
+    return default_data_dir() / "models"
+
+
+def default_config_path(env: "os._Environ[str] | dict[str, str]") -> Path | None:
+    """Without --config: $RENDER_CONFIG, else ./config.toml; a frozen binary then also tries config.toml next to
+    itself and in the user data folder ($XDG_DATA_HOME/render-appliance/config.toml)."""
+    if env.get("RENDER_CONFIG"):
+        return Path(env["RENDER_CONFIG"])
+    candidates = [Path("config.toml")]
+    here = install_dir()
+    if here is not None:
+        base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        candidates += [here / "config.toml", Path(base) / APP_NAME / "config.toml"]
+    return next((c for c in candidates if c.is_file()), None)
+
+
 @dataclass(frozen=True)
 class Settings:
     # [paths]
-    model_dir: Path = field(default_factory=lambda: default_data_dir() / "models")
+    model_dir: Path = field(default_factory=default_model_dir)
     data_dir: Path = field(default_factory=default_data_dir)
     # [server]
     host: str = "127.0.0.1"
@@ -278,10 +310,11 @@ SECTIONS = sorted({section for section, _ in SCHEMA})
 def load_settings(path: str | os.PathLike | None = None, *, env: dict[str, str] | None = None) -> Settings:
     """Read `path` (TOML), then apply environment overrides. Raises ConfigError.
 
-    Without `path`: $RENDER_CONFIG, else ./config.toml when it exists, else the defaults."""
+    Without `path`: $RENDER_CONFIG, else ./config.toml when it exists (a frozen binary then tries config.toml
+    next to itself, then in the user data folder), else the defaults."""
     env = os.environ if env is None else env
     if path is None:
-        path = env.get("RENDER_CONFIG") or ("config.toml" if Path("config.toml").is_file() else None)
+        path = default_config_path(env)
     values: dict[str, Any] = {}
     base: Path | None = None
     if path is not None:

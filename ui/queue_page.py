@@ -111,7 +111,8 @@ class QueuePage:
             with ui.row().classes("filter-bar"):
                 self.filter_buttons = {}
                 for key, label in FILTERS:
-                    button = ui.button(label, on_click=lambda k=key: self.set_filter(k)).props("flat no-caps")
+                    button = ui.button(label, on_click=lambda k=key: self.set_filter(k), color=None)
+                    button.props("flat no-caps")
                     self.filter_buttons[key] = (button.classes("filter").props(tid(f"filter-{key}")), label)
             self.table = ui.table(columns=COLUMNS, rows=[], row_key="id", pagination={"rowsPerPage": 15})
             self.table.classes("jobs-table").props(tid("jobs"))

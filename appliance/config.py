@@ -101,16 +101,23 @@ class Settings:
     lease_seconds: float = 30.0  # a running job's lease; renewed every lease/3 by a heartbeat
     maintenance_interval: float = 60.0  # seconds between housekeeping runs (lease reaping, retention)
     worker_pipeline: str | None = None  # "module:callable" building the Pipeline; None = the embedded model set
+    worker_name: str | None = None  # this machine's name in worker slots / leases; None = the host name
+    # [cluster] (both set: several machines share one queue and one job store; unset: the embedded SQLite files)
+    database_url: str | None = None  # postgresql://user:password@host:5432/db
+    queue_url: str | None = None  # redis://host:6379/0
+    shared_data_dir: bool = False  # cluster without Supabase: data_dir is one folder shared by every machine
     config_path: Path | None = None
 
     # Derived locations inside data_dir.
     @property
-    def jobs_db(self) -> Path:
-        return self.data_dir / "jobs.db"
+    def jobs_db(self) -> Path | str:
+        """The job store: the SQLite file, or cluster.database_url."""
+        return self.database_url or self.data_dir / "jobs.db"
 
     @property
-    def queue_db(self) -> Path:
-        return self.data_dir / "queue.db"
+    def queue_db(self) -> Path | str:
+        """The Huey queue: the SQLite file, or cluster.queue_url."""
+        return self.queue_url or self.data_dir / "queue.db"
 
     @property
     def results_dir(self) -> Path:
@@ -252,6 +259,15 @@ def _factory(key: str, raw: Any) -> str | None:
     return value
 
 
+def _service_url(*schemes: str) -> Callable[[str, Any], Any]:
+    def parse(key: str, raw: Any) -> Any:
+        value = _text(True)(key, raw)
+        if value is not None and not value.startswith(tuple(f"{s}://" for s in schemes)):
+            raise ConfigError(f"{key}: expected a {' or '.join(s + '://' for s in schemes)} URL, got {raw!r}")
+        return value
+    return parse
+
+
 def _choice(*allowed: str) -> Callable[[str, Any], str]:
     def parse(key: str, raw: Any) -> str:
         value = _text()(key, raw)
@@ -303,6 +319,10 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
     ("worker", "pipeline"): ("worker_pipeline", _factory, "RENDER_WORKER_PIPELINE"),
     ("worker", "maintenance_interval_seconds"): ("maintenance_interval", _number(float, 0.5, 86_400),
                                                  "RENDER_MAINTENANCE_INTERVAL"),
+    ("worker", "name"): ("worker_name", _text(True), "RENDER_WORKER_NAME"),
+    ("cluster", "database_url"): ("database_url", _service_url("postgresql", "postgres"), "RENDER_DATABASE_URL"),
+    ("cluster", "queue_url"): ("queue_url", _service_url("redis", "rediss"), "RENDER_QUEUE_URL"),
+    ("cluster", "shared_data_dir"): ("shared_data_dir", _bool, "RENDER_SHARED_DATA_DIR"),
 }
 SECTIONS = sorted({section for section, _ in SCHEMA})
 
@@ -358,6 +378,9 @@ def _check(s: Settings) -> None:
         missing = "storage.supabase_service_role_key (SUPABASE_SERVICE_ROLE_KEY)" if s.supabase_url \
             else "storage.supabase_url (SUPABASE_URL)"
         raise ConfigError(f"{missing}: Supabase storage needs both the URL and the service-role key")
+    if s.queue_url and not (s.uses_supabase or s.shared_data_dir):  # workers may run on other machines
+        raise ConfigError("cluster.shared_data_dir: with a Redis queue results must reach every machine: configure "
+                          "[storage] Supabase, or put paths.data_dir on a shared folder and set shared_data_dir = true")
     if s.data_dir.exists() and not s.data_dir.is_dir():
         raise ConfigError(f"paths.data_dir: {s.data_dir} exists and is not a folder")
     if s.lease_seconds < 3 * s.poll_interval:

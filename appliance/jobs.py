@@ -4,21 +4,23 @@ Status moves queued -> running -> completed | failed; a running job whose worker
 `max_attempts`). Every write a worker makes is conditional on holding the job's lease (`lease_owner`), so a worker
 that lost its lease (it was presumed dead and the job was requeued) can no longer change the job.
 
-All SQL of the appliance lives in this module, written as plain portable statements (qmark parameters, REAL epoch
-seconds, TEXT JSON, no SQLite-only functions) so that a PostgreSQL store can reuse it by swapping the connection
-(and `?` -> `%s`). Pragmas and `BEGIN IMMEDIATE` are the only SQLite specifics and sit in `_connect`/`_tx`.
+All SQL of the appliance lives in this module, written once as plain portable statements (qmark parameters, REAL
+epoch seconds, TEXT JSON, no backend-only functions, `ON CONFLICT DO NOTHING`). `appliance.sql` holds the dialect
+seam: SQLite (a file path or `sqlite:///path`, the default) or PostgreSQL (`postgresql://...`, cluster mode):
+connecting, the write transaction, the parameter style, the schema types.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from .sql import SCHEMA, dialect_for, redact  # noqa: F401  (SCHEMA re-exported)
 
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
 ACTIVE = (QUEUED, RUNNING)
@@ -34,56 +36,6 @@ def upload_name(ref: str | None) -> str | None:
     name = ref[len(UPLOAD_REF):]
     ok = 0 < len(name) <= 64 and not name.startswith(".") and all(c.isalnum() or c in "._-" for c in name)
     return name if ok else None
-
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS render_jobs (
-        job_id TEXT PRIMARY KEY,
-        project_id TEXT,
-        user_id TEXT,
-        image_url TEXT NOT NULL,
-        texture_url TEXT NOT NULL,
-        mask_url TEXT,
-        options TEXT NOT NULL,
-        status TEXT NOT NULL,
-        stage TEXT,
-        progress REAL NOT NULL DEFAULT 0,
-        result_url TEXT,
-        error_code TEXT,
-        error_message TEXT,
-        timings TEXT,
-        backends TEXT,
-        warnings TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        cancel_requested INTEGER NOT NULL DEFAULT 0,
-        idempotency_key TEXT UNIQUE,
-        request_hash TEXT,
-        lease_owner TEXT,
-        lease_expires_at REAL,
-        heartbeat_at REAL,
-        created_at REAL NOT NULL,
-        queued_at REAL NOT NULL,
-        started_at REAL,
-        completed_at REAL
-    )""",
-    "CREATE INDEX IF NOT EXISTS render_jobs_status_queued ON render_jobs (status, queued_at)",
-    "CREATE INDEX IF NOT EXISTS render_jobs_completed ON render_jobs (completed_at)",
-    # Named leases: one holder at a time across processes (e.g. the housekeeping task).
-    """CREATE TABLE IF NOT EXISTS render_leases (
-        name TEXT PRIMARY KEY,
-        owner TEXT,
-        expires_at REAL NOT NULL
-    )""",
-    # Consumers announce themselves here; /readyz reads it.
-    """CREATE TABLE IF NOT EXISTS render_workers (
-        name TEXT PRIMARY KEY,
-        pid INTEGER NOT NULL,
-        device TEXT,
-        state TEXT NOT NULL,
-        started_at REAL NOT NULL,
-        heartbeat_at REAL NOT NULL,
-        info TEXT
-    )""",
-]
 
 COLUMNS = ("job_id", "project_id", "user_id", "image_url", "texture_url", "mask_url", "options", "status", "stage",
            "progress", "result_url", "error_code", "error_message", "timings", "backends", "warnings", "attempts",
@@ -156,46 +108,33 @@ def _dump(value: Any) -> str | None:
 
 
 class JobStore:
-    """Thread-safe: one SQLite connection per thread, WAL so that readers never wait for the worker's writes."""
+    """Thread-safe: one connection per thread. `target`: a SQLite file path / `sqlite:///path`, or a
+    `postgresql://user:pw@host/db` URL (the same tables, shared by every process of a cluster)."""
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 10.0):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._busy_timeout = busy_timeout
+    def __init__(self, target: Path | str, *, busy_timeout: float = 10.0):
+        self.dialect = dialect_for(target, busy_timeout)
+        self.path = getattr(self.dialect, "path", None)  # the SQLite file; None on PostgreSQL
+        self.url = redact(str(target))
         self._local = threading.local()
         with self._tx() as db:
-            for statement in SCHEMA:
+            for statement in self.dialect.schema():
                 db.execute(statement)
             if "info" not in {d[0] for d in db.execute("SELECT * FROM render_workers LIMIT 0").description}:
                 db.execute("ALTER TABLE render_workers ADD COLUMN info TEXT")  # a store made before the column
 
-    # --- connection handling (the only SQLite-specific part) ---
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: a commit survives any crash of our processes (kill -9 included); only an OS crash or power
-        # cut can drop the last commits. FULL would fsync on every commit (3-10 ms here, most of a POST).
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
-
+    # --- connection handling (backend specifics live in appliance.sql) ---
     @property
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> "_Conn":
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
+        if conn is None or self.dialect.broken(conn.raw):
+            conn = self._local.conn = _Conn(self.dialect.connect(), self.dialect)
         return conn
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, serialize: bool = False) -> Iterator["_Conn"]:
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.dialect.transaction(db.raw, serialize):
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     def _one(self, sql: str, params: tuple = ()) -> tuple | None:
         return self._db.execute(sql, params).fetchone()
@@ -206,7 +145,7 @@ class JobStore:
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            conn.close()
+            conn.raw.close()
             self._local.conn = None
 
     def ping(self) -> None:
@@ -223,16 +162,17 @@ class JobStore:
             if existing is not None:
                 return existing, False
         now = time.time()
-        # One statement: the depth check and the insert are atomic.
+        # One statement in a serialized transaction: the depth check and the insert are atomic.
         sql = ("INSERT INTO render_jobs (job_id, project_id, user_id, image_url, texture_url, mask_url, options, "
                "status, stage, progress, attempts, cancel_requested, idempotency_key, request_hash, created_at, "
                "queued_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ? "
                "WHERE (SELECT COUNT(*) FROM render_jobs WHERE status IN (?, ?)) < ?")
         try:
-            inserted = self._write(sql, (job_id, project_id, user_id, image_url, texture_url, mask_url,
-                                         _dump(options), QUEUED, QUEUED, idempotency_key, request_hash, now, now,
-                                         QUEUED, RUNNING, queue_depth))
-        except sqlite3.IntegrityError:
+            with self._tx(serialize=True) as db:
+                inserted = db.execute(sql, (job_id, project_id, user_id, image_url, texture_url, mask_url,
+                                            _dump(options), QUEUED, QUEUED, idempotency_key, request_hash, now, now,
+                                            QUEUED, RUNNING, queue_depth)).rowcount
+        except self.dialect.integrity_errors:
             if idempotency_key is None:
                 raise
             existing = self._by_key(idempotency_key, request_hash)  # a concurrent twin won the race
@@ -401,8 +341,8 @@ class JobStore:
         """A named lease (one holder across processes until it expires)."""
         now = time.time()
         with self._tx() as db:
-            db.execute("INSERT INTO render_leases (name, owner, expires_at) SELECT ?, NULL, 0 "
-                       "WHERE NOT EXISTS (SELECT 1 FROM render_leases WHERE name = ?)", (name, name))
+            db.execute("INSERT INTO render_leases (name, owner, expires_at) VALUES (?, NULL, 0) "
+                       "ON CONFLICT (name) DO NOTHING", (name,))
             n = db.execute("UPDATE render_leases SET owner = ?, expires_at = ? WHERE name = ? AND "
                            "(expires_at < ? OR owner = ?)", (owner, now + seconds, name, now, owner)).rowcount
         return bool(n)
@@ -438,3 +378,15 @@ class JobStore:
 
     def remove_worker(self, name: str, pid: int) -> None:
         self._write("DELETE FROM render_workers WHERE name = ? AND pid = ?", (name, pid))
+
+
+class _Conn:
+    """A connection that speaks the portable SQL of this module (qmark parameters) in its dialect."""
+
+    __slots__ = ("raw", "_dialect")
+
+    def __init__(self, raw: Any, dialect: Any):
+        self.raw, self._dialect = raw, dialect
+
+    def execute(self, sql: str, params: tuple = ()) -> Any:
+        return self.raw.execute(self._dialect.sql(sql), params)

@@ -1,4 +1,4 @@
-"""The Huey queue: SQLite (WAL) on local disk; a task carries only a job id.
+"""The Huey queue: SQLite (WAL) on local disk, or Redis in cluster mode (`redis://...`); a task carries only a job id.
 
 Huey is the doorbell, not the ledger: it keeps no status (the job store does), a message may be lost (crash between
 the job insert and the enqueue) or duplicated (recovery re-enqueues) and both are harmless — the worker claims a
@@ -9,7 +9,11 @@ Huey pitfalls handled here:
   (appliance/worker.py), never inside the web server;
 - SQLite consumers poll and back off up to 10 s when idle: `poll_interval` is both the initial and the maximum
   delay, so an idle consumer picks a job up within one interval (default 50 ms);
-- results are off (`results=False`): reading a Huey result deletes it, and we keep our own table.
+- results are off (`results=False`): reading a Huey result deletes it, and we keep our own table;
+- Redis has no acknowledgement: a consumer killed mid-job took its message with it. Recovery rests on the job store
+  (the running job's lease expires, housekeeping requeues it), exactly as with SQLite;
+- every consumer runs a scheduler that enqueues `housekeeping`; the named lease in the job store lets only one
+  process do the work per interval (see Worker.housekeeping).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import signal
 from pathlib import Path
 from typing import Callable
 
-from huey import SqliteHuey
+from huey import PriorityRedisHuey, SqliteHuey
 from huey.consumer import Consumer, Scheduler
 from huey.storage import SqliteStorage
 
@@ -49,12 +53,19 @@ def housekeeping() -> None:
 
 
 class RenderQueue:
-    """One Huey instance on `path`, with the render task (and, for consumers, the periodic housekeeping)."""
+    """One Huey instance on `target` (a SQLite file path, or a redis:// URL), with the render task (and, for
+    consumers, the periodic housekeeping)."""
 
-    def __init__(self, path: Path | str, *, name: str = QUEUE_NAME):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.huey = SqliteHuey(name, filename=str(path), results=False, journal_mode="wal", timeout=10,
-                               storage_class=_Storage)
+    def __init__(self, target: Path | str, *, name: str = QUEUE_NAME):
+        if str(target).startswith(("redis://", "rediss://", "unix://")):
+            # The priority flavour (a sorted set; plain RedisHuey refuses priorities) so that housekeeping jumps
+            # the queue as with SQLite. blocking: an idle consumer waits in BZPOPMIN (up to 1 s) and wakes at once.
+            self.huey = PriorityRedisHuey(name, url=str(target), results=False, blocking=True, read_timeout=1,
+                                  client_name="render-appliance")
+        else:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            self.huey = SqliteHuey(name, filename=str(target), results=False, journal_mode="wal", timeout=10,
+                                   storage_class=_Storage)
         self._render = self.huey.task(name="render_job")(render_job)
         # Periodic: the scheduler enqueues it every `periodic_seconds` (see `consumer`); high priority so that it
         # does not wait behind queued renders.

@@ -15,6 +15,14 @@ The job store is the system of record. A claimed job carries a lease (`lease_own
 or killed) is requeued by the housekeeping task, and a restarted consumer requeues at once the jobs of its own
 slot whose process is gone. Each requeue counts an attempt; after `max_attempts` the job fails with a reason.
 SIGTERM (shutdown) hands the running job back to the queue without counting the attempt.
+
+Cluster mode
+------------
+With cluster.database_url (PostgreSQL) + cluster.queue_url (Redis), any number of `render-appliance worker --device
+cuda:N` processes on any number of machines drain one queue; the slot is `worker.name` (default: the host name) +
+device, so every slot must be unique. Redis hands a message out once and never gets it back from a killed consumer:
+the lease above is what brings the job back. Housekeeping runs under a named lease in the job store, so exactly
+one process does it per interval, however many consumers' schedulers fire.
 """
 
 from __future__ import annotations
@@ -104,7 +112,7 @@ class Worker:
         self.storage = storage
         self.pipeline = pipeline
         self.device = device
-        self.slot = f"{socket.gethostname()}/{device or 'auto'}"
+        self.slot = f"{settings.worker_name or socket.gethostname()}/{device or 'auto'}"
         self.owner = f"{self.slot}/{os.getpid()}"
         self.started_at = time.time()
         self.recycle = False

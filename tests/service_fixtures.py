@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,6 +28,12 @@ TESTS = Path(__file__).resolve().parent
 SMALL_HOUSE = "houses/house_126.jpg"  # 640x427: fast
 SMALL_HOUSE_SIZE = (640, 427)
 SWATCH = "textures/brick_orange_sh3d_smallBricks.jpg"
+# Cluster mode's servers, started by scripts/services.sh (eval "$(scripts/services.sh)"); tests that need them skip
+# when these are unset.
+POSTGRES_URL = os.environ.get("RENDER_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("RENDER_TEST_REDIS_URL")
+NO_POSTGRES = "RENDER_TEST_POSTGRES_URL is not set (start PostgreSQL with: eval \"$(scripts/services.sh)\")"
+NO_REDIS = "RENDER_TEST_REDIS_URL is not set (start Redis with: eval \"$(scripts/services.sh)\")"
 
 
 # --- photos over real HTTP ---------------------------------------------------------------------------------
@@ -86,6 +93,47 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
     return path
 
 
+# --- PostgreSQL / Redis: a private schema / database per test ----------------------------------------------
+
+@contextlib.contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    """A fresh schema in the test database; yields a URL whose connections use it (search_path), drops it after."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextlib.contextmanager
+def redis_database(base_url: str) -> Iterator[str]:
+    """A Redis database (1..15) that no other test run holds (a marker key set with NX), emptied before and after."""
+    import redis
+
+    root = base_url.rsplit("/", 1)[0] if base_url.rsplit("/", 1)[-1].isdigit() else base_url.rstrip("/")
+    token = uuid.uuid4().hex
+    for db in range(1, 16):
+        client = redis.Redis.from_url(f"{root}/{db}")
+        if client.set("render-test:owner", token, nx=True, ex=900):
+            break
+        client.close()
+    else:
+        raise RuntimeError(f"every Redis database of {root} is held by another test run")
+    try:
+        for key in client.scan_iter("huey*"):
+            client.delete(key)
+        yield f"{root}/{db}"
+    finally:
+        client.flushdb()
+        client.close()
+
+
 # --- the appliance ------------------------------------------------------------------------------------------
 
 def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -113,8 +161,8 @@ class Appliance:
     """`render-appliance serve` (or `worker`) in a subprocess."""
 
     def __init__(self, config: Path, port: int, log_path: Path, *, command: str = "serve",
-                 env: dict[str, str] | None = None, api_key: str | None = None):
-        self.config, self.port, self.log_path, self.command = config, port, log_path, command
+                 env: dict[str, str] | None = None, api_key: str | None = None, args: tuple[str, ...] = ()):
+        self.config, self.port, self.log_path, self.command, self.args = config, port, log_path, command, args
         self.env = _clean_env(env)
         self.base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -124,7 +172,7 @@ class Appliance:
     def start(self, wait_ready: bool = True, timeout: float = 120) -> "Appliance":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "--config", str(self.config),
-                                      self.command], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                      self.command, *self.args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True, preexec_fn=_die_with_parent)
         log.close()
         if wait_ready:

@@ -1,5 +1,8 @@
 """The job API end to end: a real `render-appliance serve` (subprocess), a real consumer, real SQLite files, photos
-from a real local HTTP server, the real embedded pipeline. One server is shared by the tests of this module."""
+from a real local HTTP server, the real embedded pipeline. One server is shared by the tests of this module.
+
+Every test runs twice: with the embedded SQLite job store (the default) and with the PostgreSQL job store
+(cluster.database_url; skipped when RENDER_TEST_POSTGRES_URL is unset) -- the same test bodies."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ import uuid
 import pytest
 from PIL import Image
 
-from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH, Appliance, free_port, photo_server, write_config
+from service_fixtures import (NO_POSTGRES, POSTGRES_URL, SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH, Appliance, free_port,
+                              photo_server, postgres_schema, write_config)
 
 ALLOWED_ORIGIN = "http://app.example.test"
 
@@ -23,8 +27,20 @@ def photos(tmp_path_factory, shared_dir):
         yield base
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database_url(request):
+    """The job store the server uses: None = the embedded SQLite file; else a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield None
+        return
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    with postgres_schema(POSTGRES_URL) as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
-def svc(tmp_path_factory, model_dir, photos):
+def svc(tmp_path_factory, model_dir, photos, database_url):
     tmp = tmp_path_factory.mktemp("svc")
     port = free_port()
     config = write_config(tmp / "config.toml", {
@@ -33,8 +49,11 @@ def svc(tmp_path_factory, model_dir, photos):
         "queue": {"depth": 3},
         "fetch": {"allow_networks": ["127.0.0.1"]},
         "worker": {"lease_seconds": 10},
+        "cluster": {"database_url": database_url},
     })
     app = Appliance(config, port, tmp / "server.log").start()
+    if database_url:
+        assert not (tmp / "data" / "jobs.db").exists()  # the SQLite job store is not used
     yield app
     app.close()
 

@@ -1,0 +1,172 @@
+"""The job store's dialect seam: SQLite (embedded, the default) or PostgreSQL (cluster mode), chosen by URL.
+
+jobs.py writes every statement once, in portable SQL with qmark (`?`) parameters. A dialect only knows how to
+connect, how to run a write transaction, how a parameter is spelled, which schema types differ, and which
+exception means "unique constraint violated". No ORM.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS render_jobs (
+        job_id TEXT PRIMARY KEY,
+        project_id TEXT,
+        user_id TEXT,
+        image_url TEXT NOT NULL,
+        texture_url TEXT NOT NULL,
+        mask_url TEXT,
+        options TEXT NOT NULL,
+        status TEXT NOT NULL,
+        stage TEXT,
+        progress REAL NOT NULL DEFAULT 0,
+        result_url TEXT,
+        error_code TEXT,
+        error_message TEXT,
+        timings TEXT,
+        backends TEXT,
+        warnings TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        idempotency_key TEXT UNIQUE,
+        request_hash TEXT,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        heartbeat_at REAL,
+        created_at REAL NOT NULL,
+        queued_at REAL NOT NULL,
+        started_at REAL,
+        completed_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS render_jobs_status_queued ON render_jobs (status, queued_at)",
+    "CREATE INDEX IF NOT EXISTS render_jobs_completed ON render_jobs (completed_at)",
+    # Named leases: one holder at a time across processes (e.g. the housekeeping task).
+    """CREATE TABLE IF NOT EXISTS render_leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT,
+        expires_at REAL NOT NULL
+    )""",
+    # Consumers announce themselves here; /readyz reads it.
+    """CREATE TABLE IF NOT EXISTS render_workers (
+        name TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        device TEXT,
+        state TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL,
+        info TEXT
+    )""",
+]
+
+
+class Dialect:
+    name = "?"
+    integrity_errors: tuple[type[BaseException], ...] = ()
+
+    def connect(self) -> Any:
+        raise NotImplementedError
+
+    def sql(self, statement: str) -> str:
+        return statement
+
+    def schema(self) -> list[str]:
+        return list(SCHEMA)
+
+    @contextmanager
+    def transaction(self, conn: Any, serialize: bool = False) -> Iterator[None]:
+        raise NotImplementedError
+
+    def broken(self, conn: Any) -> bool:
+        return False
+
+
+class SqliteDialect(Dialect):
+    """One file, WAL so that readers never wait for the worker's writes; `BEGIN IMMEDIATE` serializes writers."""
+
+    name = "sqlite"
+    integrity_errors = (sqlite3.IntegrityError,)
+
+    def __init__(self, path: Path | str, busy_timeout: float = 10.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout = busy_timeout
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit survives any crash of our processes (kill -9 included); only an OS crash or power
+        # cut can drop the last commits. FULL would fsync on every commit (3-10 ms here, most of a POST).
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    @contextmanager
+    def transaction(self, conn: sqlite3.Connection, serialize: bool = False) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")  # the write lock up front: every write transaction is serialized anyway
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+_QMARK = re.compile(r"\?")
+
+
+class PostgresDialect(Dialect):
+    """psycopg 3, autocommit outside explicit transactions (READ COMMITTED). Every conditional UPDATE of jobs.py
+    re-checks its WHERE clause on the locked row, so the compare-and-set claims and lease writes stay atomic;
+    a transaction that must see a stable count (the queue-depth check) takes a transaction-level advisory lock."""
+
+    name = "postgresql"
+    ADVISORY_KEY = 0x72656E64  # "rend": serializes job inserts (queue depth check + insert)
+
+    def __init__(self, url: str, connect_timeout: float = 10.0):
+        import psycopg
+
+        self.psycopg = psycopg
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.integrity_errors = (psycopg.errors.IntegrityError,)
+
+    def connect(self) -> Any:
+        return self.psycopg.connect(self.url, autocommit=True, connect_timeout=int(self.connect_timeout),
+                                    application_name="render-appliance")
+
+    def sql(self, statement: str) -> str:
+        return _QMARK.sub("%s", statement)  # no statement of jobs.py has a literal '?' or '%'
+
+    def schema(self) -> list[str]:
+        # REAL is 4 bytes in PostgreSQL (epoch seconds would round to minutes): use 8-byte floats.
+        return [s.replace(" REAL", " DOUBLE PRECISION") for s in SCHEMA]
+
+    @contextmanager
+    def transaction(self, conn: Any, serialize: bool = False) -> Iterator[None]:
+        with conn.transaction():
+            if serialize:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.ADVISORY_KEY,))
+            yield
+
+    def broken(self, conn: Any) -> bool:
+        return bool(conn.closed or conn.broken)
+
+
+def dialect_for(target: Path | str, busy_timeout: float = 10.0) -> Dialect:
+    """`postgresql://...` (or postgres://) -> PostgreSQL; `sqlite:///path`, or a plain path -> SQLite."""
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        return PostgresDialect(text)
+    if text.startswith("sqlite:///"):
+        return SqliteDialect(text[len("sqlite:///"):], busy_timeout)  # sqlite:///rel/path, sqlite:////abs/path
+    return SqliteDialect(target, busy_timeout)
+
+
+def redact(url: str) -> str:
+    """A URL for logs and /readyz: the password replaced by ***."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

@@ -16,6 +16,11 @@ fi
 
 EXTRAS=test scripts/install.sh
 export RENDER_SHARED_DIR=${RENDER_SHARED_DIR:-$(cd .. && pwd)/shared}
+# Redis + PostgreSQL on 127.0.0.1 for the cluster-mode tests (apt-installs them when missing and root).
+if [ -z "${SKIP_CLUSTER_TESTS:-}" ]; then
+  eval "$(scripts/services.sh)"   # exports RENDER_TEST_REDIS_URL, RENDER_TEST_POSTGRES_URL
+fi
+
 # The React client kit: Node's test runner against a real appliance (npm ci from the committed lock file).
 if [ -z "${SKIP_NODE_TESTS:-}" ]; then
   (cd clients/react && npm ci --no-audit --no-fund --loglevel=error && npm test)

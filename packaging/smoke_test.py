@@ -31,9 +31,10 @@ SUMMARY: dict[str, str] = {}
 
 
 def binary() -> Path:
-    onedir = ROOT / "dist" / "render-appliance" / "render-appliance"
-    onefile = ROOT / "dist" / "render-appliance"
-    return onedir if onedir.is_file() else onefile
+    """$SMOKE_BINARY, else the onedir build dist/render-appliance/render-appliance."""
+    if os.environ.get("SMOKE_BINARY"):
+        return Path(os.environ["SMOKE_BINARY"]).resolve()
+    return ROOT / "dist" / "render-appliance" / "render-appliance"
 
 
 def step(name: str) -> None:
@@ -143,8 +144,8 @@ def main() -> int:
     exe = binary()
     if not exe.is_file():
         fail(f"no binary at {exe}; run packaging/build.sh")
-    install = exe.parent if exe.parent.name == "render-appliance" else exe.parent
-    before = snapshot(install) if exe.parent.name == "render-appliance" else {exe.name: (exe.stat().st_size, 0)}
+    install = exe.parent  # onedir: the whole folder; onefile: the folder holding the file
+    before = snapshot(install)
     for path in (PHOTO, SWATCH, SHARED / "models"):
         if not path.exists():
             fail(f"{path} is missing (RENDER_SHARED_DIR={SHARED})")
@@ -214,6 +215,9 @@ def main() -> int:
         print(wlog.read_text()[-4000:])
         fail("worker consumer restarted (restart loop?)")
     stop(worker, "worker")
+    if worker.returncode != 0 or "Traceback" in wlog.read_text():
+        print(wlog.read_text()[-4000:])
+        fail(f"worker did not shut down cleanly (exit {worker.returncode})")
 
     step("serve + a job over HTTP")
     files_port = free_port()
@@ -240,7 +244,7 @@ def main() -> int:
         started = time.monotonic()
         status, body = http("POST", url + "/render/jobs",
                             {"image_url": f"{files_url}/houses/{PHOTO.name}",
-                             "texture_url": f"{files_url}/textures/{SWATCH.name}", "project_id": "smoke"})
+                             "texture_url": f"{files_url}/textures/{SWATCH.name}"})
         if status != 201:
             fail(f"POST /render/jobs: {status} {body[:500]!r}")
         job = json.loads(body)
@@ -269,6 +273,11 @@ def main() -> int:
             print(slog.read_text()[-4000:])
             fail("the worker process restarted during serve")
         SUMMARY["serve: SIGTERM -> exit"] = f"{stop(server, 'serve'):.1f} s"
+        # uvicorn re-raises the SIGTERM after its graceful shutdown: -15 is a clean exit, so read the log too.
+        text = slog.read_text()
+        if server.returncode not in (0, -signal.SIGTERM) or "shutdown failed" in text or "Traceback" in text:
+            print(text[-4000:])
+            fail(f"serve did not shut down cleanly (exit {server.returncode}; see its log above)")
     finally:
         files.terminate()
         files.wait(10)
@@ -276,7 +285,7 @@ def main() -> int:
             server.kill()
 
     step("install folder unchanged")
-    after = snapshot(install) if exe.parent.name == "render-appliance" else {exe.name: (exe.stat().st_size, 0)}
+    after = snapshot(install)
     changed = sorted(set(after.items()) ^ set(before.items()))
     if changed:
         fail(f"the binary wrote into its install folder: {changed[:10]}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ SHARED = Path(os.environ.get("RENDER_SHARED_DIR") or ROOT.parent / "shared")
 PHOTO = SHARED / "data" / "houses" / "house_100.jpg"
 SWATCH = SHARED / "data" / "textures" / "brick_red_small_sh3d_smallRedBricks.jpg"
 SUMMARY: dict[str, str] = {}
+TMP = Path(tempfile.mkdtemp(prefix="render-smoke-"))
 
 
 def binary() -> Path:
@@ -42,7 +44,7 @@ def step(name: str) -> None:
 
 
 def fail(message: str) -> None:
-    print(f"SMOKE FAILED: {message}", flush=True)
+    print(f"SMOKE FAILED: {message} (files in {TMP})", flush=True)
     raise SystemExit(1)
 
 
@@ -151,7 +153,7 @@ def main() -> int:
             fail(f"{path} is missing (RENDER_SHARED_DIR={SHARED})")
     photo_size = Image.open(PHOTO).size
 
-    tmp = Path(tempfile.mkdtemp(prefix="render-smoke-"))
+    tmp = TMP
     home = tmp / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RENDER_", "PYTEST", "SUPABASE", "NICEGUI"))}
@@ -295,6 +297,7 @@ def main() -> int:
     for key, value in SUMMARY.items():
         print(f"{key:<48} {value}")
     print("SMOKE PASSED")
+    shutil.rmtree(tmp, ignore_errors=True)  # kept on failure: config, logs and outputs to look at
     return 0
 
 

@@ -55,7 +55,7 @@ def create_app(settings: Settings, *, with_worker: bool | None = None):
     register_ui(app, ctx)
     if ctx.supervisor is not None:
         app.on_startup(ctx.supervisor.start)
-        app.on_shutdown(ctx.supervisor.stop)
+        app.on_shutdown(lambda: ctx.supervisor.stop())  # NiceGUI passes `app` to one-argument handlers
     app.state.render = ctx
     return app, ctx
 

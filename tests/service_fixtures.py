@@ -55,7 +55,14 @@ def photo_server(data_dir: Path, extra_dir: Path) -> Iterator[str]:
     for item in extra_dir.iterdir():
         if item.is_file() and not (root / item.name).exists():
             (root / item.name).symlink_to(item)
-    handler = functools.partial(_QuietHandler, directory=str(root))
+    with static_server(root) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def static_server(directory: Path) -> Iterator[str]:
+    """`directory` over HTTP on 127.0.0.1:<ephemeral>: one origin per server."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -11,13 +11,10 @@ itself run with `(cd clients/react && npm ci && npm test)`.
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import os
 import shutil
 import sqlite3
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -26,7 +23,7 @@ from service_fixtures import (
     SMALL_HOUSE_SIZE,
     SWATCH,
     Appliance,
-    _QuietHandler,
+    static_server,
     free_port,
     photo_server,
     write_config,
@@ -41,21 +38,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed (needed to build clients/react/demo)"),
     pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no chromium at {CHROMIUM} (set $CHROMIUM)"),
 ]
-
-
-@contextlib.contextmanager
-def static_server(directory: Path):
-    """`directory` over HTTP on 127.0.0.1:<ephemeral>: one origin per server."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _npm(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> None:

@@ -64,3 +64,28 @@ def test_standalone_worker_did_the_work(svc):
     worker = svc.http.get("/readyz").json()["checks"]["worker"]
     assert worker["ok"] and "supervised_pid" not in worker  # serve runs no worker here
     assert [w["state"] for w in worker["workers"]] == ["ready"]
+
+
+def test_sigterm_stops_serve_and_its_worker_cleanly(tmp_path, model_dir):
+    """A service manager's stop (SIGTERM) ends `serve` promptly, without a shutdown error, and takes the worker along."""
+    import os
+    import signal
+
+    port = free_port()
+    config = write_config(tmp_path / "config.toml", {
+        "paths": {"data_dir": str(tmp_path / "data"), "model_dir": str(model_dir)},
+        "server": {"port": port},
+    })
+    server = Appliance(config, port, tmp_path / "server.log").start()
+    worker_pid = server.worker_pid()
+    server.proc.send_signal(signal.SIGTERM)
+    # uvicorn re-raises the signal after its graceful shutdown, so -SIGTERM is a clean exit here.
+    assert server.proc.wait(20) in (0, -signal.SIGTERM), server.log_tail()
+    log = server.log_tail(200)
+    assert "Traceback" not in log and "shutdown failed" not in log.lower(), log
+    try:
+        os.kill(worker_pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, f"worker {worker_pid} outlived serve"

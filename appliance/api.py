@@ -53,7 +53,7 @@ class ApiContext:
     store: JobStore
     queue: RenderQueue
     storage: Any  # appliance.storage.ResultStorage
-    supervisor: Any = None  # appliance.worker.Supervisor, when this process runs the worker
+    supervisor: Any = None  # appliance.supervisor.Supervisor, when this process runs the worker
     started_at: float = field(default_factory=time.time)
 
 

@@ -91,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .worker import run_worker
+    from .supervisor import run_worker
 
     run_worker(_settings(args), device=args.device)
     return 0

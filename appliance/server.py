@@ -22,7 +22,8 @@ def build_context(settings: Settings, *, with_worker: bool | None = None):
     from .api import ApiContext
     from .jobs import JobStore
     from .queue import RenderQueue
-    from .worker import Supervisor, build_storage
+    from .supervisor import Supervisor
+    from .worker import build_storage
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     run_worker = settings.worker_enabled if with_worker is None else with_worker

@@ -69,7 +69,7 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
 
-async def _read_capped(request: Request, limit: int) -> bytes | None:
+async def read_capped(request: Request, limit: int) -> bytes | None:
     """The body, or None once it exceeds `limit` bytes (without reading the rest into memory)."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -292,7 +292,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def post_job(request: Request) -> Response:
         if (denied := unauthorized(request)) is not None:
             return denied
-        raw = await _read_capped(request, MAX_BODY)
+        raw = await read_capped(request, MAX_BODY)
         if raw is None:
             return _error(400, "validation_failed", details={"body": f"larger than {MAX_BODY} bytes"})
         try:

@@ -100,9 +100,9 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
         job = store.get(job_id) if JOB_ID.match(job_id) else None
         if job is None:
             return JSONResponse({"error": "job_not_found"}, status_code=404)
-        from appliance.api import _read_capped
+        from appliance.api import read_capped
 
-        data = await _read_capped(request, MAX_MASK_BODY)
+        data = await read_capped(request, MAX_MASK_BODY)
         if not data:
             return JSONResponse({"error": "validation_failed", "message": "mask: empty or too large"}, 400)
         return await run_in_threadpool(_remask, ctx, job, data)

@@ -383,10 +383,11 @@ def readiness(ctx: ApiContext) -> dict[str, dict[str, Any]]:
 
     def job_store():
         ctx.store.ping()
-        return None, {"active_jobs": ctx.store.active_count(), "queue_depth": ctx.settings.queue_depth}
+        return None, {"backend": ctx.store.url, "active_jobs": ctx.store.active_count(),
+                      "queue_depth": ctx.settings.queue_depth}
 
     def queue():
-        return None, {"pending_messages": ctx.queue.ping()}
+        return None, {"backend": type(ctx.queue.huey).__name__, "pending_messages": ctx.queue.ping()}
 
     def storage():
         return ctx.storage.check(), {"backend": getattr(ctx.storage, "name", "?")}

@@ -21,7 +21,7 @@ Steps:
    weight on window / balcony-fence / shop, the classes that get painted) and --leak-weight (adds the mean
    facade probability over labelled do-not-paint pixels to the loss: a direct penalty on leakage).
 
-The shipped weights (pipeline/models/weights/facade_parser.pt) were made on a shared 2-core CPU in two runs
+The shipped weights (pipeline/models/weights/facade_parser.pt) were made on a shared 2-core CPU in three runs
 plus a calibration step:
 
 1. from scratch (about 1.5 min of caching, then 1000 steps in 19 min: the step budget ended first):
@@ -36,18 +36,29 @@ plus a calibration step:
         --minutes 27 --steps 1400 --lr 1.5e-3 --warmup 20 --class-weights window=2.5,balcony-fence=2.5,shop=2 \
         --leak-weight 0.3 --eval-every 200 --seed 1 --out /tmp/fp_cont.pt
 
-3. calibration: run 2 makes the parser cautious (facade probability low on uncertain wall); on every 17th
-   facades-hslu/train photo (24) the best paint threshold was 0.35-0.40 (IoU - leakage), not the 0.5 that
-   pipeline.segment.segment applies to every segmenter. So the facade logit's bias was raised by
-   log(0.6 / 0.4), which makes "probability > 0.5" equal "run-2 probability > 0.4":
+3. continued from run 2's output before calibration (/tmp/fp_cont.pt, facade bias not shifted) with a lower
+   learning rate, same class weights and leakage term (the time budget ended first: 1235 steps in 22 min on a
+   mostly idle 2-core CPU, cosine decay over the time budget):
 
-    .venv/bin/python -c "import math, torch; c = torch.load('/tmp/fp_cont.pt', weights_only=True); \
+    nice -n 5 .venv/bin/python tools/train_facade_parser.py --init /tmp/fp_cont.pt \
+        --minutes 22 --steps 1400 --lr 1e-3 --warmup 20 --class-weights window=2.5,balcony-fence=2.5,shop=2 \
+        --leak-weight 0.3 --eval-every 400 --seed 2 --out /tmp/fp_run3.pt
+
+4. calibration: the continued runs make the parser cautious (facade probability low on uncertain wall); on
+   every 17th facades-hslu/train photo (24) IoU - leakage of run 3 is flat for paint thresholds 0.30-0.40
+   (0.755 / 0.754 / 0.752; 0.741 at 0.5), not best at the 0.5 that pipeline.segment.segment applies to every
+   segmenter. The conservative end, 0.4, was taken (as for run 2): the facade logit's bias was raised by
+   log(0.6 / 0.4), which makes "probability > 0.5" equal "run-3 probability > 0.4":
+
+    .venv/bin/python -c "import math, torch; c = torch.load('/tmp/fp_run3.pt', weights_only=True); \
         b = c['state_dict']['head.bias']; b[2] = (b[2].float() + math.log(1.5)).half(); \
         c['meta']['calibration'] = 'head.bias[facade] += log(1.5)'; \
         torch.save(c, 'pipeline/models/weights/facade_parser.pt')"
 
-   (index 2 = CLASSES.index("facade"); the file's `meta` records run 2, run 1 under "init", and the
-   calibration.)
+   (index 2 = CLASSES.index("facade"); the file's `meta` records run 3, run 2 under "init" (with run 1 under
+   its "init"), and the calibration.) Run 2 alone, calibrated the same way, scored facades-hslu/valid IoU
+   0.734 / leakage 0.102 / boundary F 0.546 and facades-cmp 0.585 / 0.281 / 0.484; after run 3: hslu 0.736 /
+   0.096 / 0.563, cmp 0.565 / 0.252 / 0.477 (facades-cmp IoU lower, leakage lower).
 
 Data: facades-hslu (Roboflow "building-facade-segmentation-instance" v1, CC BY 4.0, via GitHub
 syX113/hslu-cv-facades@16299a2822f7ed1964dfbacffaf4bc2a190ff17f); the weights ship with that attribution.

@@ -280,7 +280,7 @@ class Worker:
         for job in self.store.running():
             owner = job.lease_owner or ""
             slot, _, pid = owner.rpartition("/")
-            if slot == self.slot and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if slot == self.slot and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
                 self._recover(job, f"worker process {pid} died")
         self._repair_messages(min_age=0.0)
 
@@ -424,7 +424,7 @@ def describe_pipeline(pipeline: Any, device: str | None, threads: int) -> dict[s
     return {"device": label, "models": models}
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Is `pid` a live process (a zombie, killed but not yet reaped, counts as dead)?"""
     try:
         with open(f"/proc/{pid}/stat") as fh:

@@ -68,8 +68,9 @@ def test_standalone_worker_did_the_work(svc):
 
 def test_sigterm_stops_serve_and_its_worker_cleanly(tmp_path, model_dir):
     """A service manager's stop (SIGTERM) ends `serve` promptly, without a shutdown error, and takes the worker along."""
-    import os
     import signal
+
+    from appliance.worker import pid_alive
 
     port = free_port()
     config = write_config(tmp_path / "config.toml", {
@@ -83,9 +84,4 @@ def test_sigterm_stops_serve_and_its_worker_cleanly(tmp_path, model_dir):
     assert server.proc.wait(20) in (0, -signal.SIGTERM), server.log_tail()
     log = server.log_tail(200)
     assert "Traceback" not in log and "shutdown failed" not in log.lower(), log
-    try:
-        os.kill(worker_pid, 0)
-        alive = True
-    except ProcessLookupError:
-        alive = False
-    assert not alive, f"worker {worker_pid} outlived serve"
+    assert not pid_alive(worker_pid), f"worker {worker_pid} outlived serve"

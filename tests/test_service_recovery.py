@@ -15,6 +15,7 @@ import urllib.parse
 import pytest
 from PIL import Image
 
+from appliance.worker import pid_alive
 from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH, Appliance, free_port, photo_server, write_config
 
 DELAY = 2.0
@@ -54,14 +55,6 @@ def _submit_and_wait_running(svc, photos, **extra):
     return job_id
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_cancel_running_job_between_stages(box, photos):
     svc = box["svc"]
     job_id = _submit_and_wait_running(svc, photos)
@@ -93,9 +86,9 @@ def test_kill9_server_restart_job_completes(box, photos):
     worker = svc.worker_pid()
     svc.kill9()
     deadline = time.monotonic() + 10
-    while _alive(worker) and time.monotonic() < deadline:
+    while pid_alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(worker), "the orphaned worker kept running"
+    assert not pid_alive(worker), "the orphaned worker kept running"
     svc.http.close()
     box["svc"] = svc = box["make"]().start()
     job = svc.wait(job_id, timeout=90)

@@ -34,34 +34,16 @@ import math
 import cv2
 import numpy as np
 
+from .colour import linear_to_srgb, srgb_to_linear
 from .errors import InputError
 from .images import Texture
+from .light import BETA_PAINT, BETA_SWATCH, shading_layer
 from .stages import Geometry
+from .tiles import seamless_tile
 
-BETA_SWATCH = 0.3
-BETA_PAINT = 0.7
-MAX_GAIN = 2.5  # brightest shading relative to the mask's median
-GUIDED_EPS = 0.1  # variance (log-luminance) below which structure is treated as texture, not light
+__all__ = ["feather_alpha", "feather_radius", "linear_to_srgb", "project_texture", "srgb_to_linear",
+           "widest_painted_wall"]
 _REMAP_COLS = 1024
-
-# sRGB <-> linear
-_DECODE = np.array([(c / 255.0) / 12.92 if c / 255.0 <= 0.04045 else ((c / 255.0 + 0.055) / 1.055) ** 2.4
-                    for c in range(256)], np.float32)
-_ENC_N = 4096
-_enc_lin = (np.arange(_ENC_N, dtype=np.float64) / (_ENC_N - 1)) ** 2  # LUT indexed by sqrt(linear)
-_ENCODE = (255.0 * np.where(_enc_lin <= 0.0031308, 12.92 * _enc_lin,
-                            1.055 * np.power(_enc_lin, 1 / 2.4) - 0.055)).astype(np.float32)
-
-
-def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
-    """uint8 sRGB -> float32 linear in [0, 1]."""
-    return _DECODE[np.asarray(rgb, np.uint8)]
-
-
-def linear_to_srgb(lin: np.ndarray) -> np.ndarray:
-    """float linear -> float32 sRGB in [0, 255] (not rounded)."""
-    idx = np.sqrt(np.clip(lin, 0.0, 1.0)) * (_ENC_N - 1) + 0.5
-    return _ENCODE[idx.astype(np.int32)]
 
 
 def feather_radius(shape: tuple[int, int]) -> int:
@@ -135,38 +117,6 @@ def sample_swatch(levels: list[np.ndarray], s: np.ndarray, t: np.ndarray, footpr
     return out
 
 
-def _masked_box(x: np.ndarray, m: np.ndarray, m_box: np.ndarray, r: int) -> np.ndarray:
-    num = cv2.boxFilter(x * m, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
-    return num / np.maximum(m_box, 1e-6)
-
-
-def shading_layer(rgb: np.ndarray, mask: np.ndarray, beta: float) -> np.ndarray:
-    """Relative shading (float32, 1 = the mask's median luminance) from the photo's luminance inside `mask`."""
-    lin = srgb_to_linear(rgb)
-    Y = lin[..., 0] * 0.2126 + lin[..., 1] * 0.7152 + lin[..., 2] * 0.0722
-    I = np.log(Y + 1e-4).astype(np.float32)
-    m = mask.astype(np.float32)
-    if not mask.any():
-        return np.ones(mask.shape, np.float32)
-    ref = float(np.median(I[mask]))
-    r = max(2, int(round(max(mask.shape) / 100)))
-    m_box = cv2.boxFilter(m, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
-    mean_i = _masked_box(I, m, m_box, r)
-    var_i = np.maximum(_masked_box(I * I, m, m_box, r) - mean_i * mean_i, 0.0)
-    a = var_i / (var_i + GUIDED_EPS)
-    b = mean_i - a * mean_i
-    low = _masked_box(a, m, m_box, r) * I + _masked_box(b, m, m_box, r)
-    low = np.where(mask, low, mean_i)
-    low = np.where(m_box > 1e-6, low, ref)
-    detail = np.where(mask, np.clip(I - low, -1.0, 1.0), 0.0)
-    log_s = low - ref + beta * detail
-    # highlights brighter than the reference are compressed softly (at most x MAX_GAIN): white trim or a lamp
-    # inside the mask should not blow the new material out
-    k = math.log(MAX_GAIN)
-    log_s = np.where(log_s > 0, k * np.tanh(log_s / k), log_s)
-    return np.exp(log_s).astype(np.float32)
-
-
 def _wall_labels(geometry: Geometry, mask: np.ndarray, region: np.ndarray, radius: int) -> np.ndarray:
     """Wall index per pixel of `region` (-1 elsewhere): the wall's own mask first, then its dilation (for the
     feathered fringe and for mask pixels no wall claims), then the wall with the most pixels."""
@@ -188,10 +138,55 @@ def _wall_labels(geometry: Geometry, mask: np.ndarray, region: np.ndarray, radiu
     return labels
 
 
+def widest_painted_wall(geometry: Geometry, mask: np.ndarray) -> float:
+    """Rectified width of the widest wall that has painted pixels: the span `real_world_scale` refers to."""
+    painted = [w for w in geometry.walls if (np.asarray(w.mask, bool) & mask).any()] or geometry.walls
+    widest = max((float(w.width) for w in painted), default=0.0)
+    if not (widest > 0 and math.isfinite(widest)):
+        xs = np.nonzero(mask.any(axis=0))[0]
+        widest = float(xs.max() - xs.min() + 1) if len(xs) else 1.0
+    return widest
+
+
+def _wall_coords(H: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rectified (u, v) of pixels (X, Y) and the footprint in rectified units per pixel (the longer Jacobian
+    column, analytic for a homography; inf on or beyond the wall's vanishing line)."""
+    pw = H[2, 0] * X + H[2, 1] * Y + H[2, 2]
+    # the wall's own side of its vanishing line: the sign that (most of) its pixels have
+    side = np.sign(np.median(pw[:: max(1, len(pw) // 4000)]))
+    side = side if side != 0 else 1.0
+    valid = pw * side > 1e-9
+    inv = 1.0 / np.where(valid, pw, side)
+    u = (H[0, 0] * X + H[0, 1] * Y + H[0, 2]) * inv
+    v = (H[1, 0] * X + H[1, 1] * Y + H[1, 2]) * inv
+    u32, v32, inv32 = u.astype(np.float32), v.astype(np.float32), np.abs(inv).astype(np.float32)
+    h32 = H.astype(np.float32)
+    jx = np.hypot(h32[0, 0] - u32 * h32[2, 0], h32[1, 0] - v32 * h32[2, 0])
+    jy = np.hypot(h32[0, 1] - u32 * h32[2, 1], h32[1, 1] - v32 * h32[2, 1])
+    foot = np.maximum(jx, jy) * inv32
+    valid &= np.isfinite(u) & np.isfinite(v)
+    foot[~valid] = np.inf
+    u[~valid] = 0.0
+    v[~valid] = 0.0
+    return u, v, foot
+
+
+def _prefiltered(tile: np.ndarray, texels_per_pixel: float) -> np.ndarray:
+    """The tile area-resampled to about one texel per output pixel at the typical footprint: most pixels then
+    sample mip level 0 at ~1:1 instead of blending two levels (each softer than needed), which keeps the swatch's
+    fine contrast (mortar joints, board edges) at full strength."""
+    if not (texels_per_pixel > 1.05 and math.isfinite(texels_per_pixel)):
+        return tile
+    h, w = tile.shape[:2]
+    size = (max(1, round(w / texels_per_pixel)), max(1, round(h / texels_per_pixel)))
+    return cv2.resize(tile, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], 3)
+
+
 def project_texture(image: np.ndarray, mask: np.ndarray, geometry: Geometry, texture: Texture,
-                    real_world_scale: float) -> np.ndarray:
-    """Render the swatch / paint colour onto the masked walls (see the module docstring). Returns uint8 RGB of the
-    image's shape; pixels where the feathered mask is 0 are identical to `image`."""
+                    real_world_scale: float, *, tile_units: float | None = None) -> np.ndarray:
+    """Render the swatch / paint colour onto the masked walls (see the module docstring). `tile_units`, when
+    given, is the tile's width in rectified units (from a metric scale estimate) and replaces `real_world_scale`.
+    Returns uint8 RGB of the image's shape; pixels where the feathered mask is 0 are identical to `image`."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise InputError("project: image must be uint8 RGB (H, W, 3)")
@@ -201,6 +196,8 @@ def project_texture(image: np.ndarray, mask: np.ndarray, geometry: Geometry, tex
     if not (isinstance(real_world_scale, (int, float)) and math.isfinite(real_world_scale)
             and real_world_scale > 0):
         raise InputError("project: real_world_scale must be a positive number")
+    if tile_units is not None and not (math.isfinite(tile_units) and tile_units > 0):
+        raise InputError("project: tile_units must be a positive number")
     out = image.copy()
     if not mask.any() or not geometry.walls:
         return out
@@ -217,11 +214,7 @@ def project_texture(image: np.ndarray, mask: np.ndarray, geometry: Geometry, tex
     region = region_full[y0:y1, x0:x1]
 
     # the tile: one physical size for all walls, from the widest painted wall
-    painted = [w for w in geometry.walls if (np.asarray(w.mask, bool) & mask).any()] or geometry.walls
-    widest = max(float(w.width) for w in painted)
-    if not (widest > 0 and math.isfinite(widest)):
-        widest = float(xs.max() - xs.min() + 1)
-    tile_w = widest / float(real_world_scale)
+    tile_w = float(tile_units) if tile_units is not None else widest_painted_wall(geometry, mask) / real_world_scale
 
     labels = _wall_labels(geometry, mask, region_full, feather_radius(mask.shape))[y0:y1, x0:x1]
     ry, rx = np.nonzero(region)
@@ -231,37 +224,22 @@ def project_texture(image: np.ndarray, mask: np.ndarray, geometry: Geometry, tex
         albedo = np.broadcast_to(srgb_to_linear(np.array(texture.colour, np.uint8)), (len(ry), 3))
         beta = BETA_PAINT
     else:
-        levels = _pyramid(srgb_to_linear(texture.image))
-        h0, w0 = levels[0].shape[:2]
-        k_tex = w0 / tile_w  # level-0 texels per rectified unit (same along x and y: isotropic)
-        albedo = np.empty((len(ry), 3), np.float32)
+        tile = seamless_tile(srgb_to_linear(texture.image))
+        tile_h = tile_w * tile.shape[0] / tile.shape[1]
+        n = len(ry)
+        u, v, foot = np.zeros(n), np.zeros(n), np.full(n, np.inf, np.float32)
         px = (rx + x0).astype(np.float64)
         py = (ry + y0).astype(np.float64)
         for k, wall in enumerate(geometry.walls):
             sel = np.nonzero(lab == k)[0]
-            if not len(sel):
-                continue
-            H = np.asarray(wall.homography, np.float64)
-            X, Y = px[sel], py[sel]
-            pw = H[2, 0] * X + H[2, 1] * Y + H[2, 2]
-            # the wall's own side of its vanishing line: the sign that (most of) its pixels have
-            side = np.sign(np.median(pw[:: max(1, len(pw) // 4000)]))
-            side = side if side != 0 else 1.0
-            valid = pw * side > 1e-9
-            inv = 1.0 / np.where(valid, pw, side)
-            u = (H[0, 0] * X + H[0, 1] * Y + H[0, 2]) * inv
-            v = (H[1, 0] * X + H[1, 1] * Y + H[1, 2]) * inv
-            # footprint: the longer Jacobian column of pixel -> rectified (analytic for a homography)
-            u32, v32, inv32 = u.astype(np.float32), v.astype(np.float32), np.abs(inv).astype(np.float32)
-            h32 = H.astype(np.float32)
-            jx = np.hypot(h32[0, 0] - u32 * h32[2, 0], h32[1, 0] - v32 * h32[2, 0])
-            jy = np.hypot(h32[0, 1] - u32 * h32[2, 1], h32[1, 1] - v32 * h32[2, 1])
-            foot = np.float32(k_tex) * np.maximum(jx, jy) * inv32
-            valid &= np.isfinite(u) & np.isfinite(v)
-            foot[~valid] = np.inf
-            u[~valid] = 0.0
-            v[~valid] = 0.0
-            albedo[sel] = sample_swatch(levels, u * k_tex, v * k_tex, foot)
+            if len(sel):
+                u[sel], v[sel], foot[sel] = _wall_coords(np.asarray(wall.homography, np.float64), px[sel], py[sel])
+        finite = foot[np.isfinite(foot)]
+        typical = float(np.median(finite)) * tile.shape[1] / tile_w if len(finite) else 1.0
+        levels = _pyramid(_prefiltered(tile, typical))
+        h0, w0 = levels[0].shape[:2]
+        kx, ky = w0 / tile_w, h0 / tile_h  # level-0 texels per rectified unit (equal up to rounding)
+        albedo = sample_swatch(levels, u * kx, v * ky, foot * np.float32(max(kx, ky)))
         beta = BETA_SWATCH
 
     shade = shading_layer(img, m, beta)[ry, rx]

@@ -23,7 +23,7 @@ from .colour import luminance, srgb_to_linear
 BETA_SWATCH = 0.0
 BETA_PAINT = 0.7
 MAX_GAIN = 2.5  # brightest shading relative to the mask's median
-PATTERN_SIDE = 1 / 28  # median window (full-resolution pixels) as a fraction of the long side: ~37 px at 1024 px
+PATTERN_SIDE = 1 / 20  # median window (full-resolution pixels) as a fraction of the long side: ~51 px at 1024 px
 _WORK_SIDE = 512  # the median runs on a copy at most this large (the light is smooth; the edges stay sharp enough)
 
 

@@ -69,8 +69,9 @@ def _pyramid(tex_lin: np.ndarray) -> list[np.ndarray]:
     return levels
 
 
-def _sample_level(level: np.ndarray, w0: int, h0: int, s: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Bilinear, wrapping samples of one mip level at level-0 texel coordinates (s, t) in [0, w0) x [0, h0)
+def _sample_level(level: np.ndarray, w0: int, h0: int, s: np.ndarray, t: np.ndarray,
+                  interp: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Bilinear (or `interp`), wrapping samples of one mip level at level-0 texel coordinates (s, t) in [0, w0) x [0, h0)
     -> (N, 3)."""
     h, w = level.shape[:2]
     x = s * np.float32(w / w0) - np.float32(0.5)  # in [-0.5, w): BORDER_WRAP does the rest
@@ -81,7 +82,7 @@ def _sample_level(level: np.ndarray, w0: int, h0: int, s: np.ndarray, t: np.ndar
     if pad:
         x = np.concatenate([x, np.zeros(pad, np.float32)])
         y = np.concatenate([y, np.zeros(pad, np.float32)])
-    out = cv2.remap(level, x.reshape(rows, _REMAP_COLS), y.reshape(rows, _REMAP_COLS), cv2.INTER_LINEAR,
+    out = cv2.remap(level, x.reshape(rows, _REMAP_COLS), y.reshape(rows, _REMAP_COLS), interp,
                     borderMode=cv2.BORDER_WRAP)
     return out.reshape(-1, 3)[:n]
 
@@ -110,7 +111,10 @@ def sample_swatch(levels: list[np.ndarray], s: np.ndarray, t: np.ndarray, footpr
         if k == n_lev - 1:
             val = levels[k].reshape(-1, 3).mean(axis=0)[None, :]
         else:
-            val = _sample_level(levels[k], w0, h0, s_o[lo:hi], t_o[lo:hi])
+            # level 0 (about one texel per pixel after prefiltering) bicubic: bilinear at a random sub-texel phase
+            # would soften the finest joints by up to a [0.5, 0.5] blur
+            val = _sample_level(levels[k], w0, h0, s_o[lo:hi], t_o[lo:hi],
+                                cv2.INTER_CUBIC if k == 0 else cv2.INTER_LINEAR)
         acc[lo:hi] += wgt[:, None] * val
     out = np.empty_like(acc)
     out[order] = acc

@@ -7,8 +7,9 @@
 * Making a tile seamless (`seamless_tile`), only when a border stands out from the tile's own edges
   (`needs_blending`; a catalogue tile whose border lies on a joint is left alone):
   1. the periodic component of the periodic + smooth decomposition (Moisan, "Periodic plus smooth image
-     decomposition", JMIV 2011): it removes the smooth field that makes the opposite borders disagree (a lighting
-     or colour drift across the photo) and leaves all detail, and the mean, as they were;
+     decomposition", JMIV 2011), applied as a gain: it removes the smooth factor that makes the opposite
+     borders disagree (a lighting or colour drift across the photo) and leaves the detail's contrast, and the
+     mean colour, as they were;
   2. where the pattern itself does not line up, a cross-fade over a narrow band at each border with the tile
      shifted by half a period (whose own seam lies in the middle, far from the band). The band is narrow so the
      swatch keeps its contrast nearly everywhere.
@@ -20,9 +21,11 @@ import hashlib
 import threading
 from collections import OrderedDict
 
+import cv2
 import numpy as np
 
-SEAM_OUTLIER = 1.5  # a border step this much stronger than any inside the tile is a seam
+SEAM_OUTLIER = 1.5  # a border edge this much stronger than any inside the tile is a seam
+SEAM_DRIFT = 3.0  # the same for steps between 1/16-tile means (boards of different tones differ by ~2x)
 BAND = 1 / 12  # width of the cross-fade band, as a fraction of the tile's side
 _CACHE_SIZE = 16
 _cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
@@ -64,22 +67,36 @@ def needs_blending(tile: np.ndarray, *, drift: bool = True) -> bool:
     """True when a border stands out: stronger than the tile's own edges at the pixel scale (the pattern does
     not line up) or, with `drift`, at 1/16 of the tile (a light or colour drift across the photo)."""
     g = _grey(tile).astype(np.float64)
-    return any(max(_outlier_step(a, 1), _outlier_step(a, max(2, a.shape[1] // 16)) if drift else 0.0)
-               > SEAM_OUTLIER for a in (g, g.T))
+    return any(_outlier_step(a, 1) > SEAM_OUTLIER
+               or (drift and _outlier_step(a, max(2, a.shape[1] // 16)) > SEAM_DRIFT) for a in (g, g.T))
 
 
-def periodic_component(tile: np.ndarray) -> np.ndarray:
-    """Moisan's periodic component of a float image (H, W[, C]): same mean and detail, opposite borders agree."""
+def _smooth_along(j: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian low-pass (wrap-around) of a border's jump profile (N, C) along the border."""
+    if sigma <= 0:
+        return j
+    n = len(j)
+    ext = np.concatenate([j, j, j], axis=0)
+    out = cv2.GaussianBlur(ext.reshape(3 * n, 1, -1).astype(np.float64), (1, 0), sigmaX=0.0001, sigmaY=sigma)
+    return out.reshape(3 * n, -1)[n:2 * n]
+
+
+def periodic_component(tile: np.ndarray, sigma: float = 0.0) -> np.ndarray:
+    """Moisan's periodic component of a float image (H, W[, C]): same mean and detail, opposite borders agree.
+    With `sigma` > 0 only the border jumps' low frequencies along the border (a drift) are removed, so the
+    correction stays smooth instead of packing the per-pixel mismatch into the border rows."""
     u = np.asarray(tile, np.float64)
     flat = u.ndim == 2
     if flat:
         u = u[..., None]
     h, w = u.shape[:2]
+    jx = _smooth_along(u[:, -1] - u[:, 0], sigma)  # (h, C): per row, last column -> first column
+    jy = _smooth_along(u[-1] - u[0], sigma)  # (w, C)
     v = np.zeros_like(u)
-    v[0] += u[-1] - u[0]
-    v[-1] += u[0] - u[-1]
-    v[:, 0] += u[:, -1] - u[:, 0]
-    v[:, -1] += u[:, 0] - u[:, -1]
+    v[0] += jy
+    v[-1] -= jy
+    v[:, 0] += jx
+    v[:, -1] -= jx
     cy = np.cos(2 * np.pi * np.arange(h) / h)[:, None]
     cx = np.cos(2 * np.pi * np.arange(w) / w)[None, :]
     denom = 2 * cx + 2 * cy - 4
@@ -119,7 +136,15 @@ def seamless_tile(lin: np.ndarray) -> np.ndarray:
             return _cache[key]
     out = lin
     if min(lin.shape[:2]) >= 8 and needs_blending(lin):
-        out = periodic_component(lin)
+        # the smooth part s is applied as a gain (1 - s / local mean): a light drift is a factor, so the detail
+        # keeps its contrast where the tile is lifted or lowered (subtracting s would not); then the linear mean
+        # of each channel is put back
+        u = lin.astype(np.float64)
+        smooth = u - periodic_component(u, sigma=min(u.shape[:2]) / 32)
+        local = cv2.GaussianBlur(np.tile(u, (3, 3, 1)), (0, 0), max(2.0, min(u.shape[:2]) / 32))
+        local = local[u.shape[0]:2 * u.shape[0], u.shape[1]:2 * u.shape[1]]
+        out = u * np.clip(1.0 - smooth / np.maximum(local, 1e-3), 0.25, 4.0)
+        out *= u.reshape(-1, 3).mean(axis=0) / np.maximum(out.reshape(-1, 3).mean(axis=0), 1e-9)
         if needs_blending(out, drift=False):  # the drift is gone; what is left is pattern that does not line up
             out = _cross_fade(out)
         out = np.clip(out, 0.0, 1.0).astype(np.float32)

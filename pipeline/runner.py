@@ -34,6 +34,9 @@ CancelledFn = Callable[[], bool]
 class RenderResult:
     image: np.ndarray  # uint8 RGB, same size and orientation as the (EXIF-upright) input photo
     mask: np.ndarray  # bool, the paint mask that was used
+    # bool mask per house part found by the segmenter (pipeline.facade_parser.SURFACES: wall = `mask`, roof,
+    # window, door, garage_door, trim; only "wall" with a client mask or a wall-only segmenter). Never overlap.
+    surfaces: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     backends: dict[str, str] = field(default_factory=dict)  # stage -> backend name
     warnings: list[str] = field(default_factory=list)
@@ -82,7 +85,7 @@ class Pipeline:
             *, mask: Source | None = None, progress: ProgressFn | None = None,
             cancelled: CancelledFn | None = None) -> RenderResult:
         from .project import project_texture
-        from .segment import segment
+        from .segment import segment_surfaces
 
         opts = options if isinstance(options, RenderOptions) else RenderOptions.from_mapping(options)
         report = progress or (lambda stage, fraction: None)
@@ -120,9 +123,12 @@ class Pipeline:
 
         if client_mask is not None:
             paint = client_mask
+            result.surfaces = {"wall": paint}
             result.backends["segment"] = "client-mask"
         else:
-            paint = timed("segment", lambda: segment(photo, self.segmenter))
+            segmentation = timed("segment", lambda: segment_surfaces(photo, self.segmenter))
+            paint = segmentation.paint
+            result.surfaces = segmentation.surfaces
             result.backends["segment"] = self.segmenter.name
             if not paint.any():
                 raise InputError("no paintable wall was found in the photo; send a mask (mask_url) to choose the wall")

@@ -194,6 +194,9 @@ _OPTIONS_SCHEMA = {
         "refinement_seed": {"type": "integer", "minimum": 0, "maximum": 4294967295, "default": 42},
         "stage_timeout_seconds": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 3600,
                                   "description": "per-stage time limit; exceeded -> failed with error_code timeout"},
+        "swatch_width_m": {"type": ["number", "null"], "minimum": 0.05, "maximum": 20, "default": None,
+                           "description": "real width (m) the swatch image shows: tile size from the wall's "
+                                          "estimated metric scale; real_world_scale is the fallback"},
     },
 }
 _UUID = {"type": "string", "format": "uuid"}

@@ -25,7 +25,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     settings = _settings(args)
     options = RenderOptions.from_mapping({"real_world_scale": args.scale, "enable_refinement": args.refine,
                                           "refinement_seed": args.seed,
-                                          "stage_timeout_seconds": args.stage_timeout or settings.stage_timeout})
+                                          "stage_timeout_seconds": args.stage_timeout or settings.stage_timeout,
+                                          "swatch_width_m": args.swatch_width_m})
     started = time.perf_counter()
     pipeline = build_pipeline(settings.model_dir, max_pixels=settings.max_pixels, **settings.backend_choices())
     load_seconds = time.perf_counter() - started
@@ -47,7 +48,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"output": str(args.output), "timings": result.timings, "total_seconds": total,
                           "model_load_seconds": load_seconds, "backends": result.backends,
-                          "warnings": result.warnings, "painted_fraction": float(result.mask.mean())}))
+                          "warnings": result.warnings, "painted_fraction": float(result.mask.mean()),
+                          "scale": getattr(result, "scale", None)}))
     else:
         for stage, seconds in result.timings.items():
             print(f"{stage:<10} {seconds * 1000:8.0f} ms   {result.backends.get(stage, '')}")
@@ -117,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--mask-out", help="write the paint mask that was used")
     render.add_argument("--scale", type=float, default=24.0,
                         help="swatch repeats across the widest painted wall (default 24)")
+    render.add_argument("--swatch-width-m", type=float,
+                        help="real width of the swatch image in metres: tile size from the wall's measured scale "
+                             "(--scale is the fallback)")
     render.add_argument("--refine", action="store_true", help="diffusion refinement (GPU model set)")
     render.add_argument("--seed", type=int, default=42)
     render.add_argument("--stage-timeout", type=float)

@@ -9,6 +9,7 @@ from .errors import InputError
 
 MIN_SCALE, MAX_SCALE = 1.0, 400.0
 MAX_STAGE_TIMEOUT = 3600.0
+MIN_SWATCH_WIDTH_M, MAX_SWATCH_WIDTH_M = 0.05, 20.0
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,10 @@ class RenderOptions:
     refinement_seed: int = 42
     # Per-stage time limit in seconds; None means the pipeline's defaults (see runner.DEFAULT_STAGE_LIMITS).
     stage_timeout_seconds: float | None = None
+    # The real width (metres) the swatch image shows. When set, the tile size comes from the walls' metric scale
+    # estimated from the photo (doors, garage doors, windows) and real_world_scale is only the fallback when no
+    # such cue is found. None: real_world_scale alone, as before. 0.05-20.
+    swatch_width_m: float | None = None
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> "RenderOptions":
@@ -62,6 +67,16 @@ class RenderOptions:
                 problems["options.stage_timeout_seconds"] = f"must be > 0 and <= {MAX_STAGE_TIMEOUT:g}"
             else:
                 values["stage_timeout_seconds"] = float(timeout)
+
+        width = raw.get("swatch_width_m", cls.swatch_width_m)
+        if width is not None:
+            if isinstance(width, bool) or not isinstance(width, (int, float)):
+                problems["options.swatch_width_m"] = "must be a number or null"
+            elif not (MIN_SWATCH_WIDTH_M <= width <= MAX_SWATCH_WIDTH_M):
+                problems["options.swatch_width_m"] = (f"must be between {MIN_SWATCH_WIDTH_M:g} and "
+                                                      f"{MAX_SWATCH_WIDTH_M:g} (metres)")
+            else:
+                values["swatch_width_m"] = float(width)
 
         if problems:
             err = InputError("invalid options: " + "; ".join(f"{k}: {v}" for k, v in problems.items()))

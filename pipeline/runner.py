@@ -40,6 +40,9 @@ class RenderResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     backends: dict[str, str] = field(default_factory=dict)  # stage -> backend name
     warnings: list[str] = field(default_factory=list)
+    # with options.swatch_width_m: how the tile was sized (pipeline.scale.physical_tile: metres_per_unit,
+    # confidence, cues, wall_width_m, repeats; source "estimated" or "real_world_scale")
+    scale: dict[str, Any] | None = None
 
 
 def run_stage(name: str, fn: Callable[[], Any], limit: float | None) -> Any:
@@ -84,7 +87,8 @@ class Pipeline:
     def run(self, image: Source, texture: Source | Texture, options: RenderOptions | Mapping[str, Any] | None = None,
             *, mask: Source | None = None, progress: ProgressFn | None = None,
             cancelled: CancelledFn | None = None) -> RenderResult:
-        from .project import project_texture
+        from .project import project_texture, widest_painted_wall
+        from .scale import physical_tile
         from .segment import segment_surfaces
 
         opts = options if isinstance(options, RenderOptions) else RenderOptions.from_mapping(options)
@@ -138,7 +142,16 @@ class Pipeline:
         result.backends["geometry"] = geometry.backend
         result.warnings.extend(geometry.warnings)
 
-        composite = timed("project", lambda: project_texture(photo, paint, geometry, swatch, opts.real_world_scale))
+        def project() -> np.ndarray:
+            tile_units = None  # with swatch_width_m: from the wall's metric scale, else real_world_scale
+            if opts.swatch_width_m is not None and not swatch.is_colour:
+                tile_units, result.scale, notes = physical_tile(result.surfaces or {"wall": paint}, geometry,
+                                                                widest_painted_wall(geometry, paint),
+                                                                opts.swatch_width_m)
+                result.warnings.extend(notes)
+            return project_texture(photo, paint, geometry, swatch, opts.real_world_scale, tile_units=tile_units)
+
+        composite = timed("project", project)
         result.backends["project"] = "embedded:homography-tiling+shading"
 
         if opts.enable_refinement:

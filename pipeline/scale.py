@@ -140,3 +140,24 @@ def combine(measurements: list[tuple[str, float]]) -> ScaleEstimate | None:
 def estimate_scale(surfaces: dict[str, np.ndarray], geometry: Geometry) -> ScaleEstimate | None:
     """Metres per rectified unit of `geometry`'s walls from the openings in `surfaces`, or None."""
     return combine(measure_openings(surfaces, geometry))
+
+
+def physical_tile(surfaces: dict[str, np.ndarray], geometry: Geometry, widest_units: float,
+                  swatch_width_m: float) -> tuple[float | None, dict, list[str]]:
+    """The tile width in rectified units for a swatch `swatch_width_m` wide, the scale report for the job's
+    result, and warnings. (None, report, [warning]) when no metric cue is found: the caller keeps
+    real_world_scale."""
+    est = estimate_scale(surfaces, geometry)
+    if est is None:
+        return None, {"source": "real_world_scale", "swatch_width_m": swatch_width_m}, [
+            "swatch_width_m: no door, garage door or window could be measured in the photo, so the wall's size "
+            "is unknown; the pattern was sized by real_world_scale instead"]
+    tile_units = swatch_width_m / est.metres_per_unit
+    report = dict(est.to_dict(), source="estimated", swatch_width_m=swatch_width_m,
+                  wall_width_m=round(widest_units * est.metres_per_unit, 2),
+                  repeats=round(widest_units / tile_units, 2))
+    warnings = []
+    if est.confidence < 0.5:
+        warnings.append(f"wall scale is uncertain: {est.describe()}; the material's size may be off by "
+                        f"~{math.expm1(est.sigma_log):.0%}")
+    return tile_units, report, warnings

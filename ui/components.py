@@ -191,7 +191,9 @@ def option_facts(options: dict[str, Any]) -> list[tuple[str, str]]:
     return [("Pattern scale", f"{options.get('real_world_scale', 24):g} repeats across the widest wall"),
             ("Refinement", "on (diffusion)" if options.get("enable_refinement") else "off"),
             ("Refinement seed", str(options.get("refinement_seed", 42))),
-            ("Stage time limit", f"{timeout:g} s" if timeout else "appliance default")]
+            ("Stage time limit", f"{timeout:g} s" if timeout else "appliance default")] + (
+        [("Swatch width", f"{options['swatch_width_m']:g} m (size from the wall's measured scale)")]
+        if options.get("swatch_width_m") else [])
 
 
 def raw(content: str) -> ui.html:

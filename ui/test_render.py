@@ -101,6 +101,10 @@ class TestRender:
                     with ui.column().classes("w-full gap-1") as self.swatch_box:
                         self.swatch = DropZone(self, "swatch", "Drop a material swatch here",
                                                "a photo of the cladding, brick or stone · tiles seamlessly")
+                        self.swatch_width = ui.number("Swatch width (m), optional", min=0.05, max=20,
+                                                      step=0.01).classes("w-full").props(tid("swatch-width"))
+                        ui.label("The real width the swatch shows: sizes bricks from the doors and windows in "
+                                 "the photo (pattern scale is the fallback).").classes("hint")
                     with ui.column().classes("w-full gap-3") as self.paint_box:
                         self.colour = ui.color_input("Paint colour", value="#B04A3A", preview=True,
                                                      on_change=lambda: self.changed()).classes("w-full")
@@ -153,6 +157,8 @@ class TestRender:
         options = {"real_world_scale": float(self.scale.value), "enable_refinement": bool(self.refine.value),
                    "refinement_seed": int(self.seed.value or 42),
                    "stage_timeout_seconds": float(self.timeout.value) if self.timeout.value else None}
+        if self.mode.value == "swatch" and self.swatch_width.value:
+            options["swatch_width_m"] = float(self.swatch_width.value)
         self.submit_button.props("loading")
         try:
             job = await run.io_bound(jobfiles.submit, self.ctx, self.draft, photo=self.photo.ref, texture=texture,

@@ -29,6 +29,9 @@
  * @property {boolean} [enable_refinement]     diffusion refinement (needs the GPU model set, else pipeline_error)
  * @property {number} [refinement_seed]
  * @property {number} [stage_timeout_seconds]  per-stage time limit; exceeded -> the job fails with "timeout"
+ * @property {number} [swatch_width_m]         real width of the swatch image in metres (0.05-20): the tile size then
+ *                                             comes from the wall's measured scale (doors, windows);
+ *                                             real_world_scale is the fallback when the photo has no such cue
  */
 
 /**

@@ -306,7 +306,7 @@ def run_synthetic(geometry, args, data: Path) -> dict:
         for (tex, lab), m, Ht in zip(src, masks, Hts):
             if m.sum() < 0.01 * W * H:
                 continue
-            row = {"fallback": fell}
+            row = {"fallback": fell, "view": "+".join(pick), "warnings": geo.warnings}
             row["angle"], row["cov"] = analytic(geo, m, Ht, lab.shape)
             if renders:
                 row["r_stripes"], row["r_cov"] = rendered(renders["stripes"], m, Ht, lab.shape, True)
@@ -391,6 +391,8 @@ def report(name: str, syn: dict, houses: dict) -> None:
             print(f"| {kind} walls, rendered stripes | {len(rows)} | {summary(r['r_stripes'] for r in rows)} | "
                   f"{rcs} | |")
             print(f"| {kind} walls, rendered brick | {len(rows)} | {summary(r['r_brick'] for r in rows)} | | |")
+    worst = sorted(syn["rows"]["single"] + syn["rows"]["corner"], key=lambda r: -np.nan_to_num(r["angle"]))[:5]
+    print("worst views: " + ", ".join(f"{r['view']} {r['angle']:.1f}" for r in worst))
     e = houses["errors"]
     if len(e):
         print(f"| US houses: opening edges vs courses | {len(e)} edges | {summary(e)} | | |")

@@ -29,6 +29,8 @@ class Wall:
     mask: np.ndarray  # bool (H, W): pixels of the paint mask that belong to this wall
     homography: np.ndarray  # float64 (3, 3)
     width: float = 0.0  # extent of `mask` along x in the rectified frame (same units as the homography)
+    # how well the image's lines pin this wall's plane down (0..1); a low one means a safe fallback was used
+    confidence: float = 1.0
 
 
 @dataclass

@@ -7,14 +7,15 @@ homography, make reliable, and that is standardised in US houses):
 
 | cue | assumed height | spread (log) | why |
 |---|---|---|---|
-| door | 2.03 m | 0.07 | entry doors are 80 in (6'8"); sidelights share the height |
-| garage_door | 2.20 m | 0.09 | 7 ft (2.13 m) is most common, 8 ft (2.44 m) on newer houses |
+| door | 2.03 m | 0.15 | entry doors are 80 in (6'8"), sidelights share the height; but porches, railings and
+  plants often hide their foot (the spread is what the labelled houses show, not the standard's) |
+| garage_door | 2.20 m | 0.15 | 7 ft (2.13 m) is most common, 8 ft (2.44 m) on newer houses |
 | window | 1.30 m | 0.35 | anything from 0.6 m (bathroom) to 2 m (picture windows) |
 
 Every opening gives a log estimate; the combination is a weighted median, then a weighted mean over the cues
 that agree with it (within `AGREE` in log), so an occluded door or a sliding patio door counts for little.
-Confidence is 1 - (effective log spread / `CONFIDENCE_SPAN`), clipped to [0, 1]: ~0.75 from one clear door, ~0.2
-from a few windows only. None when no usable opening is found (the caller falls back to `real_world_scale`).
+Confidence is 1 - (effective log spread / `CONFIDENCE_SPAN`), clipped to [0, 1]: ~0.5 from one door, less when
+the openings disagree, ~0.3 from a few windows only. None when no usable opening is found (the caller falls back to `real_world_scale`).
 Storey height is not used yet (it needs the floor lines, which the masks do not give).
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from .stages import Geometry
 
-CUES = {"door": (2.03, 0.07), "garage_door": (2.20, 0.09), "window": (1.30, 0.35)}
+CUES = {"door": (2.03, 0.15), "garage_door": (2.20, 0.15), "window": (1.30, 0.35)}
 MIN_HEIGHT_PX = 12  # openings shorter than this in the photo are too coarse to measure
 MIN_AREA_FRACTION = 2e-4  # of the photo
 AGREE = 0.25  # log distance from the median within which cues count for the mean (~ +-28%)
@@ -127,7 +128,8 @@ def combine(measurements: list[tuple[str, float]]) -> ScaleEstimate | None:
     keep = np.abs(vals - median) <= AGREE
     mean = float(np.sum(wts[keep] * vals[keep]) / np.sum(wts[keep]))
     sigma_stat = 1.0 / math.sqrt(float(np.sum(wts[keep])))
-    spread = math.sqrt(float(np.sum(wts[keep] * (vals[keep] - mean) ** 2) / np.sum(wts[keep])))
+    # disagreement among all openings (the outvoted ones too) lowers the confidence
+    spread = math.sqrt(float(np.sum(wts * np.minimum((vals - mean) ** 2, 1.0)) / np.sum(wts)))
     # one cue cannot vouch for itself: its own assumed spread is the floor
     sigma = math.sqrt(sigma_stat ** 2 + spread ** 2 / max(1, int(keep.sum()) - 1))
     sigma = max(sigma, min(CUES[n][1] for n, k in zip(names, keep) if k) / 2)

@@ -76,11 +76,11 @@ def test_drift_across_a_photo_is_removed():
 
 @pytest.mark.parametrize("kw", [{}, {"px_per_m": 60.0, "unit_px": 0.5}])
 def test_course_height_from_a_door_of_known_size(kw):
-    """Measured: course height error 0.4% / 0.0%, confidence 0.77 (target 15%)."""
+    """Measured: course height error 0.4% / 0.0%, confidence 0.50 from one door (target 15%)."""
     r = synthetic_course_error(**kw)
     assert r["error"] <= 0.05
     assert r["scale_error"] <= 0.05
-    assert r["confidence"] > 0.6
+    assert 0.45 <= r["confidence"] <= 0.6
 
 
 def test_no_metric_cue_falls_back_with_a_warning():

@@ -1,10 +1,11 @@
-"""Facade parser: a small UNet that turns (photo, ADE20K context) into facade / window / ... classes.
+"""House parser: a small UNet that turns (photo, ADE20K context) into the house taxonomy (`CLASSES`).
 
-The ADE20K segmenter (ade20k-deeplab150) already separates building from sky, vegetation, ground, cars and
-people, but paints windows, doors, balconies and shop fronts as "building". The parser gets the photo plus, at
-1/4 resolution, the ADE20K model's last decoder features (256 channels) and its class probabilities summed into
-a few groups (`ADE_GROUPS`), and mostly has to learn the parts of a building that must stay unpainted. It
-predicts the facades-hslu classes (`CLASSES`); the paint probability is the softmax of the `facade` class.
+The ADE20K segmenter (ade20k-deeplab150) separates building from sky, vegetation, ground, cars and people, but
+has no roof, garage-door or trim class and paints windows and doors as "building". The parser gets the photo
+plus, at 1/4 resolution, the ADE20K model's last decoder features (256 channels) and its class probabilities
+summed into a few groups (`ADE_GROUPS`), and predicts the classes of the labelled US house photos
+(shared data `houses/`): wall, roof, window, door, garage door, trim, sky, vegetation, ground, other. The paint
+probability is the softmax of `wall`; the other house parts (`SURFACES`) come from the same softmax.
 
 Trained by tools/train_facade_parser.py; weights in pipeline/models/weights/facade_parser.pt (model
 "facade-parser" in the manifest). Inference runs under torch.inference_mode(); torch.set_num_threads is left to
@@ -44,10 +45,17 @@ ADE_GROUPS: dict[str, tuple[int, ...]] = {
 }
 N_ADE = len(ADE_GROUPS) + 1  # + "rest"
 
-# Output classes = facades-hslu mask indices 1..10 (mask index - 1), plus "background" for unlabelled pixels.
-CLASSES = ("balcony-fence", "car", "facade", "fence", "non-building-infrastructure", "shop", "street",
-           "traffic-infrastructure", "vegetation", "window", "background")
-PAINT_CLASS = CLASSES.index("facade")
+# Output classes = the house label indices 1..10 of shared data `houses/` (mask index - 1). Unlabelled pixels
+# (index 0) are not a class: they are left out of training and scoring.
+CLASSES = ("wall", "roof", "window", "door", "garage_door", "trim", "sky", "vegetation", "ground", "other")
+PAINT_CLASS = CLASSES.index("wall")
+# The house parts a render may paint (wall) or must keep (the rest), returned per job as `surfaces`.
+SURFACES = ("wall", "roof", "window", "door", "garage_door", "trim")
+# facades-hslu (Lucerne street photos, CC BY 4.0) mask index -> house class. Shop fronts are glazing and
+# entrances (window); balcony railings are trim; street is ground; cars, fences, signs and street furniture are
+# other. Its unlabelled pixels (sky, roofs, whatever was not drawn) stay unlabelled.
+HSLU_TO_HOUSE = {1: "trim", 2: "other", 3: "wall", 4: "other", 5: "other", 6: "window", 7: "ground",
+                 8: "other", 9: "vegetation", 10: "window"}
 N_FEAT = 256  # channels of the ade20k-deeplab150 decoder features (tensor "tfl.conv_2d39", 129x129)
 N_CTX = N_FEAT + N_ADE
 CTX_LEVEL = 2  # the context joins the encoder at 1/4 resolution

@@ -1,16 +1,23 @@
-"""Segment stage, embedded CPU model set: photo -> paint mask of the paintable wall.
+"""Segment stage, embedded CPU model set: photo -> paint mask of the wall, plus the other house parts.
 
 Two models, both loaded once:
 1. ade20k-deeplab150 (TFLite, DeepLabV3+ MobileNetV2, ADE20K-150) runs on the whole photo squeezed to
    513x513. Its graph is changed at load time (in memory) to output its last decoder features (129x129x256)
    and the 129x129 class logits; the class probabilities are summed into a few groups
    (pipeline.facade_parser.ADE_GROUPS: building, sky, vegetation, ground, vehicle, window, door, ...).
-2. facade-parser (a small UNet, pipeline/facade_parser.py) gets the photo at `side` px on its long side (aspect
-   ratio kept) plus features + groups resized to its 1/4 grid, and predicts facade / window / shop /
-   balcony / ... ; the paint probability is its "facade" class times 1 - P(ADE20K says sky / vegetation /
-   ground / vehicle / person / water / terrain), resized back to the input size.
+2. facade-parser (the house parser, a small UNet, pipeline/facade_parser.py) gets the photo at `side` px on its
+   long side (aspect ratio kept) plus features + groups resized to its 1/4 grid, and predicts wall / roof /
+   window / door / garage door / trim / sky / vegetation / ground / other. The paint probability is its "wall"
+   class.
 
-`segment()` thresholds that probability and cleans the mask (specks and pinholes, sized relative to the photo).
+Edges: the parser's probabilities are brought to the photo's full resolution by a guided filter (He et al.,
+"Guided Image Filtering", the fast variant: coefficients fitted at the parser's size, applied at full size) with
+the photo as the guide, so the mask edges snap to the photo's edges instead of being a bilinear blur.
+
+`segment_surfaces()` thresholds the wall probability (paint mask, cleaned of specks and pinholes sized
+relative to the photo), gives every other house part the pixels where it is the most likely class, and
+straightens quadrilateral windows and doors (pipeline/openings.py); `segment()` returns the paint probability's
+mask only, without that step (what a wall-only segmenter gives).
 """
 
 from __future__ import annotations
@@ -20,16 +27,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .facade_parser import ADE_GROUPS, N_FEAT, PAINT_CLASS, FacadeParser, ade_groups, load_facade_parser, parse
+from dataclasses import dataclass, field
+
+from .facade_parser import (ADE_GROUPS, CLASSES, N_FEAT, PAINT_CLASS, SURFACES, FacadeParser, ade_groups,
+                            load_facade_parser, parse)
 from .models import require
+from .openings import straighten_openings
 
 ADE_SIDE = 513
 DEFAULT_SIDE = 512  # long side the facade parser runs at
-# ADE20K groups that are never wall. The parser's paint probability is multiplied by 1 - their probability: the
-# parser never saw labelled sky (facades-hslu leaves it unlabelled) and otherwise paints clouds, lawns and paving
-# on real house photos (costs 0.01 wall IoU on facades-hslu/valid, saves 0.02 leakage there).
-NOT_WALL_GROUPS = ("sky", "vegetation", "ground", "vehicle", "person", "water", "terrain")
-_NOT_WALL = [N_FEAT + list(ADE_GROUPS).index(g) for g in NOT_WALL_GROUPS]
+_SURFACE_IDX = [CLASSES.index(s) for s in SURFACES]
+# Guided filter: window radius as a share of the photo's long side at the parser's size (2 px at 512 px) and
+# the regulariser (larger = smoother, closer to the bilinear result; in units of the [0, 1] guide's variance).
+GUIDE_RADIUS = 2
+GUIDE_EPS = 1e-3
 
 
 def _features_and_logits_model(model_bytes: bytes) -> bytes:
@@ -129,21 +140,60 @@ class EmbeddedSegmenter:
     `threads` goes to the TFLite interpreter; torch's thread count is left to the caller (torch.set_num_threads).
     """
 
-    def __init__(self, model_dir: Path | str, threads: int = 2, side: int = DEFAULT_SIDE):
+    def __init__(self, model_dir: Path | str, threads: int = 2, side: int = DEFAULT_SIDE,
+                 parser_weights: Path | str | None = None):
         self.ade = Ade150(require(model_dir, "ade20k-deeplab150"), threads)
-        self.parser = load_facade_parser(require(model_dir, "facade-parser"))
+        # parser_weights: another weights file than the installed one (benchmarks of a training run)
+        self.parser = load_facade_parser(parser_weights or require(model_dir, "facade-parser"))
         self.side = side
         self.name = "embedded:ade20k-deeplab150+facade-parser"
 
-    def paint_probability(self, image: np.ndarray) -> np.ndarray:
+    def class_probabilities(self, image: np.ndarray) -> np.ndarray:
+        """uint8 RGB (H, W, 3) -> (h, w, len(CLASSES)) float32 at the parser's working size."""
         image = _as_rgb(image)
-        H, W = image.shape[:2]
-        ctx = self.ade.context(image)
-        prob = np.ascontiguousarray(parser_probabilities(self.parser, image, ctx, self.side)[..., PAINT_CLASS])
-        keep = np.clip(1.0 - ctx[..., _NOT_WALL].sum(-1), 0.0, 1.0)
-        prob *= cv2.resize(keep, prob.shape[::-1], interpolation=cv2.INTER_LINEAR)
-        prob = cv2.resize(prob, (W, H), interpolation=cv2.INTER_LINEAR)
-        return np.clip(prob, 0.0, 1.0).astype(np.float32, copy=False)
+        return parser_probabilities(self.parser, image, self.ade.context(image), self.side)
+
+    def surface_probabilities(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 RGB (H, W, 3) -> {surface: float32 (H, W) probability} for SURFACES, at the photo's size,
+        upsampled edge-aware (guided by the photo)."""
+        image = _as_rgb(image)
+        probs = self.class_probabilities(image)[..., _SURFACE_IDX]
+        full = guided_upsample(probs, image)
+        return {name: full[..., i] for i, name in enumerate(SURFACES)}
+
+    def paint_probability(self, image: np.ndarray) -> np.ndarray:
+        return self.surface_probabilities(image)["wall"]
+
+
+def guided_upsample(probs: np.ndarray, image: np.ndarray, radius: int = GUIDE_RADIUS,
+                    eps: float = GUIDE_EPS) -> np.ndarray:
+    """Fast guided filter: (h, w, C) probabilities at low resolution -> (H, W, C) at the photo's size.
+
+    Per channel, q = a * I + b with (a, b) fitted over (2 radius + 1)^2 windows of the photo's luminance I at
+    the low resolution, then bilinearly upsampled and applied to the full-resolution I: inside a window the
+    probability follows the photo's own edges. Clipped to [0, 1]."""
+    H, W = image.shape[:2]
+    h, w = probs.shape[:2]
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1 / 255)
+    small = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA if h < H else cv2.INTER_LINEAR)
+    k = (2 * radius + 1, 2 * radius + 1)
+    p = np.ascontiguousarray(probs, np.float32)
+    box = lambda x: cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    mean_i = box(small)[..., None]
+    mean_p = _channels(box(p), p.shape[-1])
+    cov_ip = _channels(box(p * small[..., None]), p.shape[-1]) - mean_i * mean_p
+    var_i = box(small * small)[..., None] - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    ab = np.concatenate([_channels(box(a), p.shape[-1]), _channels(box(b), p.shape[-1])], -1)
+    ab = resize_channels(ab, H, W)
+    c = p.shape[-1]
+    return np.clip(ab[..., :c] * grey[..., None] + ab[..., c:], 0.0, 1.0)
+
+
+def _channels(x: np.ndarray, c: int) -> np.ndarray:
+    """OpenCV drops the channel axis of single-channel results: put it back."""
+    return x.reshape(x.shape[0], x.shape[1], c)
 
 
 class AdeOnlySegmenter:
@@ -182,6 +232,34 @@ def clean_mask(mask: np.ndarray, min_fraction: float = 2e-4) -> np.ndarray:
         if small.any():
             out[small[lab]] = not value
     return out
+
+
+@dataclass
+class Segmentation:
+    """The segment stage's result: the paint mask and a bool mask per house part (`SURFACES`; with a segmenter
+    that only knows the wall, just "wall"). Surfaces never overlap; "wall" is the paint mask."""
+
+    paint: np.ndarray
+    surfaces: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def segment_surfaces(image: np.ndarray, segmenter, threshold: float = 0.5) -> Segmentation:
+    """Paint mask = wall probability > threshold, cleaned; every other surface gets the pixels outside the paint
+    mask where it is the most likely class (and more likely than "none of the house parts")."""
+    if not hasattr(segmenter, "surface_probabilities"):
+        paint = segment(image, segmenter, threshold)
+        return Segmentation(paint, {"wall": paint})
+    probs = segmenter.surface_probabilities(image)
+    paint = clean_mask(probs["wall"] > threshold)
+    stack = np.stack([probs[name] for name in SURFACES], -1)
+    rest = np.clip(1.0 - stack.sum(-1), 0.0, 1.0)  # sky, vegetation, ground, other
+    best = np.argmax(np.concatenate([stack, rest[..., None]], -1), -1)
+    surfaces = {"wall": paint}
+    for i, name in enumerate(SURFACES):
+        if name != "wall":
+            surfaces[name] = (best == i) & ~paint
+    surfaces = straighten_openings(surfaces)
+    return Segmentation(surfaces["wall"], surfaces)
 
 
 def segment(image: np.ndarray, segmenter, threshold: float = 0.5) -> np.ndarray:

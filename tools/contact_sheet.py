@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/contact_sheet.py -o /tmp/sheet.png [--photos DIR] [--limit N] [--width 360]
         [--material brick_red_small_sh3d_smallRedBricks.jpg --material '#7A8B99' ...] [--parser W.pt]
+        [--swatch-width-m [M]]
 
 Columns: the photo, the segmentation (wall red; roof brown, windows blue, doors yellow, garage doors magenta,
 trim cyan, each over a darkened photo), then one render per material (file names are looked up in the shared
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=360)
     ap.add_argument("--material", action="append", default=None)
     ap.add_argument("--scale", type=float, default=24)
+    ap.add_argument("--swatch-width-m", nargs="?", const="csv", default=None, metavar="M",
+                    help="physical swatch width in metres (alone: each swatch's width from textures.csv)")
     ap.add_argument("--parser", type=Path, default=None, help="house parser weights instead of the installed ones")
     ap.add_argument("--crops", action="store_true", help="also write OUT-crops.png with 2x centre crops")
     args = ap.parse_args(argv)
@@ -82,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 
     materials = args.material or DEFAULT_MATERIALS
     textures = [m if m.startswith("#") else str(SHARED / "data" / "textures" / m) for m in materials]
+    widths = {}
+    if args.swatch_width_m == "csv":
+        import csv
+
+        with open(SHARED / "data" / "textures" / "textures.csv", newline="") as fh:
+            widths = {r["file"]: float(r["physical_width_m"]) for r in csv.DictReader(fh) if r["physical_width_m"]}
     extra = {"parser_weights": args.parser} if args.parser else {}
     pipe = Pipeline(EmbeddedSegmenter(model_folder(), **extra), LineGeometry())
     photos = sorted(args.photos.glob("*.jpg"))[:args.limit]
@@ -90,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         photo = np.asarray(Image.open(path).convert("RGB"))
         cells, crops = [thumb(photo, args.width)], []
         surfaces = None
-        for texture in textures:
+        for material, texture in zip(materials, textures):
+            opts = {"real_world_scale": args.scale}
+            width = widths.get(material) if args.swatch_width_m == "csv" else args.swatch_width_m
+            if width is not None and not material.startswith("#"):
+                opts["swatch_width_m"] = float(width)
             try:
-                result = pipe.run(photo, texture, {"real_world_scale": args.scale})
+                result = pipe.run(photo, texture, opts)
             except Exception as exc:  # a photo with no wall found: show the reason in its cell
                 img = Image.fromarray(np.full_like(cells[0], 40))
                 ImageDraw.Draw(img).text((8, 8), str(exc)[:60], fill=(255, 255, 255))
@@ -100,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 crops.append(np.asarray(img))
                 continue
             surfaces = surfaces or getattr(result, "surfaces", None) or {"wall": result.mask}
+            if result.scale:
+                print(f"  {Path(material).stem[:24]}: {result.scale}", flush=True)
             cells.append(thumb(result.image, args.width))
             crops.append(centre_crop_2x(result.image, args.width))
         seg = overlay(photo, surfaces) if surfaces else np.zeros_like(photo)

@@ -10,6 +10,9 @@ Prints markdown tables:
   contrast inside the shadow (target 0.9-1.1);
 * (c) a textured old wall (one swatch photo as the wall, the next swatch as the new material): the old pattern's
   energy left in the render / its energy in the photo (target < 0.10);
+* thin shadows: 8 px and 16 px wide cast-shadow bands (a post's, a downspout's, an awning's edge) across a
+  textured old wall, vertical and horizontal: each band's luminance ratio in the render vs the photo (error,
+  target <= 10%), and the old pattern's energy left (target < 0.10);
 * seams: gradient energy across the tile border / inside (`pipeline.tiles.seam_ratio`), raw swatch and the tile
   the renderer uses;
 * scale: course height on a synthetic wall with a door (error, target <= 15%), and the wall scale from labelled
@@ -168,6 +171,66 @@ def old_wall(old: np.ndarray, old_tile_px: float, swatch: np.ndarray, tile_px: f
     return {"energy_left": float(np.sum(left[where] ** 2) / np.sum(original[where] ** 2))}
 
 
+THIN_SHADOW = 0.3  # linear light inside a thin cast-shadow band, relative to the lit wall around it
+THIN_PAIRS = [("brick_red_small_sh3d_smallRedBricks.jpg", "stone_ashlar_sand_sh3d_stoneWall.jpg"),
+              ("wood_boards_painted_red_sh3d_oldWoodenFloor.jpg", "brick_white_small_sh3d_smallWhiteBricks.jpg"),
+              ("stone_ashlar_sand_sh3d_stoneWall.jpg", "brick_red_small_sh3d_smallRedBricks.jpg"),
+              ("brick_grey_stone_imageio_bricks.jpg", "stucco_roughcast_sh3d_roughcast.jpg")]
+
+
+def thin_shadow_wall(old: np.ndarray, old_tile_px: float, swatch: np.ndarray, tile_px: float, width: int,
+                     vertical: bool = True, factor: float = THIN_SHADOW) -> dict:
+    """A textured old wall (`old` tiled at its size) with one cast-shadow band `width` px wide across it (linear
+    light x `factor`), rendered with `swatch`. Returns the band's luminance ratio error (render / ideal inside
+    the band's core over the same beside it, vs `factor`) and the old pattern's energy left away from the band."""
+    mask, _ = wall_geometry()
+    hh, ww = WALL[0].stop - WALL[0].start, WALL[1].stop - WALL[1].start
+    old_lin = tiled(old, old_tile_px, (hh, ww))
+    pos = (ww if vertical else hh) // 2 + 7
+    band = np.zeros((hh, ww), bool)
+    (band.__setitem__((slice(None), slice(pos, pos + width)), True) if vertical
+     else band.__setitem__((slice(pos, pos + width), slice(None)), True))
+    shadowed = np.where(band[..., None], old_lin * np.float32(factor), old_lin)
+    photo = wall_photo(np.clip(np.rint(linear_to_srgb(shadowed)), 0, 255).astype(np.uint8))
+    out = render(photo, swatch, tile_px)[WALL]
+    ideal = tiled(swatch, tile_px, (hh, ww))
+    ratio = np.exp(log_lum(out)) / np.exp(log_lum(ideal))
+    # the band's core (1 px off each edge) and two strips beside it (4-24 px away); 40 px off the wall's ends
+    core = np.zeros_like(band)
+    beside = np.zeros_like(band)
+    along = slice(40, (hh if vertical else ww) - 40)
+    for lo, hi, target in ((pos + 1, pos + width - 1, core), (pos - 24, pos - 4, beside),
+                           (pos + width + 4, pos + width + 24, beside)):
+        (target.__setitem__((along, slice(lo, hi)), True) if vertical
+         else target.__setitem__((slice(lo, hi), along), True))
+    got = float(ratio[core].mean() / ratio[beside].mean())
+    # the old pattern left, away from the band (same measure as (c))
+    flat = render(wall_photo(int(round(float(linear_to_srgb(np.float32(np.exp(log_lum(old_lin)).mean())))))),
+                  swatch, tile_px)[WALL]
+    far = inner(np.ones((hh, ww), bool), 20) & ~(cv2.dilate(band.astype(np.uint8), np.ones((41, 41), np.uint8)) > 0)
+    left = band_pass(log_lum(out), 0.5, WIDE) - band_pass(log_lum(flat), 0.5, WIDE)
+    original = band_pass(log_lum(srgb_to_linear(photo)[WALL]), 0.5, WIDE)
+    return {"ratio_error": abs(got / factor - 1.0), "ratio": got,
+            "energy_left": float(np.sum(left[far] ** 2) / np.sum(original[far] ** 2))}
+
+
+def thin_shadow_table() -> str:
+    rows = ["| old wall -> new swatch | band | vertical: ratio err | horizontal: ratio err | old energy left |",
+            "|---|---:|---:|---:|---:|"]
+    table = {r["file"]: r for r in swatch_table()}
+    worst_r, worst_e = 0.0, 0.0
+    for old, new in THIN_PAIRS:
+        for width in (8, 16):
+            res = [thin_shadow_wall(load_swatch(old), table[old]["width_m"] * PX_PER_M, load_swatch(new),
+                                    table[new]["width_m"] * PX_PER_M, width, vertical=v) for v in (True, False)]
+            worst_r = max(worst_r, *(r["ratio_error"] for r in res))
+            worst_e = max(worst_e, *(r["energy_left"] for r in res))
+            rows.append(f"| {old[:22]} -> {new[:22]} | {width} px | {res[0]['ratio_error']:.1%} | "
+                        f"{res[1]['ratio_error']:.1%} | {max(r['energy_left'] for r in res):.3f} |")
+    rows.append(f"| **worst** | | {worst_r:.1%} | | {worst_e:.3f} |")
+    return "\n".join(rows)
+
+
 # -- tables -------------------------------------------------------------------------------------------------------
 def materials_table() -> str:
     from pipeline.tiles import seam_ratio, seamless_tile
@@ -203,6 +266,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     print(materials_table())
+    print()
+    print(thin_shadow_table())
     if not args.no_scale:
         from bench.scale import scale_tables
 

@@ -3,7 +3,8 @@
 from .errors import Cancelled, InputError, ModelMissingError, PipelineError, StageTimeout
 from .images import Texture, load_mask, load_photo, load_texture
 from .options import RenderOptions
-from .runner import Pipeline, RenderResult, run_render_pipeline
+from .entry import run_render_pipeline
+from .runner import Pipeline, RenderResult
 
 __all__ = [
     "Cancelled", "InputError", "ModelMissingError", "PipelineError", "StageTimeout", "Texture", "load_mask",

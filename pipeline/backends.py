@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .models import status
-from .runner import Pipeline
+from .runner import STAGES, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,6 @@ def from_settings(settings: Any) -> Pipeline:
     """Worker hook (`worker.pipeline = "pipeline.backends:from_settings"`): the appliance settings -> Pipeline.
     Reads model_dir, worker_device, worker_threads, max_pixels, stage_timeout and, when the config has them,
     segment_backend / geometry_backend / refine_backend (default "auto")."""
-    from .runner import STAGES
-
     limits = {stage: settings.stage_timeout for stage in STAGES} if getattr(settings, "stage_timeout", None) else None
     device = getattr(settings, "worker_device", None)
     return build_pipeline(settings.model_dir, segment=getattr(settings, "segment_backend", None) or "auto",

@@ -1,4 +1,9 @@
-"""Errors the pipeline raises. Each carries a stable `code` that the job API reports as `error_code`."""
+"""Errors the pipeline raises. Each carries a stable `code` that the job API reports as `error_code`
+(appliance.domain.ErrorCode lists them all)."""
+
+from __future__ import annotations
+
+import threading
 
 
 class PipelineError(Exception):
@@ -22,10 +27,18 @@ class StageTimeout(PipelineError):
 
     code = "timeout"
 
-    def __init__(self, stage: str, seconds: float):
+    def __init__(self, stage: str, seconds: float, *, abandoned: threading.Thread | None = None):
         super().__init__(f"stage '{stage}' exceeded its time limit of {seconds:g} s")
         self.stage = stage
         self.seconds = seconds
+        self.abandoned = abandoned  # the stage's thread, still running (a Python thread cannot be killed)
+
+    def stage_finished(self, grace: float) -> bool:
+        """Wait up to `grace` seconds for the abandoned stage to return; False if it is still running."""
+        if self.abandoned is None:
+            return True
+        self.abandoned.join(grace)
+        return not self.abandoned.is_alive()
 
 
 class Cancelled(PipelineError):

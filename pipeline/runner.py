@@ -1,10 +1,11 @@
-"""run_render_pipeline: photo + swatch -> re-clad photo, stage by stage.
+"""Pipeline.run: photo + swatch -> re-clad photo, stage by stage.
 
-`Pipeline` holds the loaded models (load once per worker, run many jobs); `run_render_pipeline` is the one-call
-entry point that keeps one default Pipeline per model folder. Each stage runs in its own daemon thread so that the
-caller can stop waiting when the stage's time limit passes: a stage that never returns is abandoned, never wedges
-the caller. (A Python thread cannot be killed; the abandoned stage finishes or dies with the process. Workers
-that need the CPU back restart themselves after a timeout, see appliance/worker.py.)
+`Pipeline` holds the loaded models (load once per worker, run many jobs); `run_render_pipeline`
+(pipeline/entry.py) is the one-call entry point that keeps one default Pipeline per model folder. Each stage runs
+in its own daemon thread so that the caller can stop waiting when the stage's time limit passes: a stage that never
+returns is abandoned, never wedges the caller. (A Python thread cannot be killed; the abandoned stage finishes or
+dies with the process. The StageTimeout carries the abandoned thread, so a worker that needs the CPU back can wait
+for it and restart itself if it keeps running, see appliance/worker.py.)
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import numpy as np
 from .errors import Cancelled, InputError, PipelineError, StageTimeout
 from .images import DEFAULT_MAX_PIXELS, Source, Texture, load_mask, load_photo, load_texture
 from .options import RenderOptions
-from .stages import Geometry, GeometryEstimator, Refiner, Segmenter
+from .stages import Geometry, GeometryEstimator, PipelineStage, Refiner, Segmenter
 
-STAGES = ("segment", "geometry", "project", "refine")
+STAGES = tuple(PipelineStage)
 # Generous defaults: a stage normally takes well under a second on a CPU; these catch a wedged stage.
-DEFAULT_STAGE_LIMITS = {"segment": 120.0, "geometry": 60.0, "project": 120.0, "refine": 600.0}
+DEFAULT_STAGE_LIMITS = {PipelineStage.SEGMENT: 120.0, PipelineStage.GEOMETRY: 60.0, PipelineStage.PROJECT: 120.0,
+                        PipelineStage.REFINE: 600.0}
 
 ProgressFn = Callable[[str, float], None]
 CancelledFn = Callable[[], bool]
@@ -59,7 +61,7 @@ def run_stage(name: str, fn: Callable[[], Any], limit: float | None) -> Any:
     thread.start()
     thread.join(limit)
     if thread.is_alive():
-        raise StageTimeout(name, limit)
+        raise StageTimeout(name, limit, abandoned=thread)
     if "error" in box:
         raise box["error"]
     return box["value"]
@@ -128,18 +130,18 @@ class Pipeline:
         if client_mask is not None:
             paint = client_mask
             result.surfaces = {"wall": paint}
-            result.backends["segment"] = "client-mask"
+            result.backends[PipelineStage.SEGMENT] = "client-mask"
         else:
-            segmentation = timed("segment", lambda: segment_surfaces(photo, self.segmenter))
+            segmentation = timed(PipelineStage.SEGMENT, lambda: segment_surfaces(photo, self.segmenter))
             paint = segmentation.paint
             result.surfaces = segmentation.surfaces
-            result.backends["segment"] = self.segmenter.name
+            result.backends[PipelineStage.SEGMENT] = self.segmenter.name
             if not paint.any():
                 raise InputError("no paintable wall was found in the photo; send a mask (mask_url) to choose the wall")
         result.mask = paint
 
-        geometry: Geometry = timed("geometry", lambda: self.geometry.estimate(photo, paint))
-        result.backends["geometry"] = geometry.backend
+        geometry: Geometry = timed(PipelineStage.GEOMETRY, lambda: self.geometry.estimate(photo, paint))
+        result.backends[PipelineStage.GEOMETRY] = geometry.backend
         result.warnings.extend(geometry.warnings)
 
         def project() -> np.ndarray:
@@ -151,46 +153,13 @@ class Pipeline:
                 result.warnings.extend(notes)
             return project_texture(photo, paint, geometry, swatch, opts.real_world_scale, tile_units=tile_units)
 
-        composite = timed("project", project)
-        result.backends["project"] = "embedded:homography-tiling+shading"
+        composite = timed(PipelineStage.PROJECT, project)
+        result.backends[PipelineStage.PROJECT] = "embedded:homography-tiling+shading"
 
         if opts.enable_refinement:
-            refined = timed("refine", lambda: self.refiner.refine(photo, composite, paint, opts.refinement_seed))
-            result.backends["refine"] = self.refiner.name
+            refined = timed(PipelineStage.REFINE, lambda: self.refiner.refine(photo, composite, paint, opts.refinement_seed))
+            result.backends[PipelineStage.REFINE] = self.refiner.name
             composite = refined
         checkpoint()
         result.image = composite
         return result
-
-
-_default_pipelines: dict[str, Pipeline] = {}
-_default_lock = threading.Lock()
-
-
-def default_pipeline(model_dir: Path | str) -> Pipeline:
-    key = str(Path(model_dir).resolve())
-    with _default_lock:
-        if key not in _default_pipelines:
-            from .backends import build_pipeline  # the best installed backend per stage
-
-            _default_pipelines[key] = build_pipeline(key)
-        return _default_pipelines[key]
-
-
-def run_render_pipeline(image: Source, texture: Source | Texture,
-                        options: RenderOptions | Mapping[str, Any] | None = None, *,
-                        mask: Source | None = None, progress: ProgressFn | None = None,
-                        cancelled: CancelledFn | None = None, pipeline: Pipeline | None = None,
-                        model_dir: Path | str | None = None) -> RenderResult:
-    """Render `image` re-clad with `texture` (a swatch image or '#RRGGBB').
-
-    Uses `pipeline` when given, else the best installed model set from `model_dir` (default: the configured model
-    folder, env RENDER_MODEL_DIR), loaded once and kept.
-    """
-    if pipeline is None:
-        if model_dir is None:
-            import os
-
-            model_dir = os.environ.get("RENDER_MODEL_DIR") or Path.home() / ".local/share/render-appliance/models"
-        pipeline = default_pipeline(model_dir)
-    return pipeline.run(image, texture, options, mask=mask, progress=progress, cancelled=cancelled)

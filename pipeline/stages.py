@@ -6,9 +6,19 @@ Stages are plain functions on numpy arrays; backends (embedded CPU set, GPU set)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
+
+
+class PipelineStage(StrEnum):
+    """The pipeline's stages, in running order (the names in timings, backends, progress and time limits)."""
+
+    SEGMENT = "segment"
+    GEOMETRY = "geometry"
+    PROJECT = "project"
+    REFINE = "refine"
 
 
 class Segmenter(Protocol):

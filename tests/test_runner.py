@@ -44,6 +44,27 @@ def test_run_stage_gives_up_on_a_wedged_stage():
     assert time.perf_counter() - started < 2
 
 
+def test_stage_timeout_carries_the_abandoned_stage():
+    release = threading.Event()
+    with pytest.raises(StageTimeout) as info:
+        run_stage("geometry", lambda: release.wait(30), 0.1)
+    assert info.value.abandoned is not None and not info.value.stage_finished(0.05)
+    release.set()
+    assert info.value.stage_finished(5)
+
+
+def test_run_render_pipeline_is_the_library_entry_point(house):
+    from pipeline import run_render_pipeline
+    from pipeline.geometry import LineGeometry
+
+    mask = np.zeros(house.shape[:2], bool)
+    mask[house.shape[0] // 4:-house.shape[0] // 4, house.shape[1] // 4:-house.shape[1] // 4] = True
+    result = run_render_pipeline(house, "#AA3322", {"real_world_scale": 8}, mask=mask,
+                                 pipeline=Pipeline(None, LineGeometry()))
+    assert result.image.shape == house.shape and result.backends["segment"] == "client-mask"
+    assert (result.image[:10] == house[:10]).all() and not (result.image[mask] == house[mask]).all()
+
+
 def test_run_stage_reraises_stage_errors():
     def broken():
         raise PipelineError("boom")

@@ -3,7 +3,9 @@
 * Synthetic wall with a door of known size: course height of a swatch rendered at `swatch_width_m`, vs truth.
 * Labelled US houses (shared data/houses): the labelled doors and garage doors, at their nominal heights, are the
   truth; the estimate is made without them (from the windows only), and, where a house has several doors /
-  garage doors, from the others with each left out in turn. Error = |estimate / truth - 1|.
+  garage doors, from the others with each left out in turn. Error = |estimate / truth - 1|, over the estimates
+  that pass the plausibility bounds and the vagueness cap (`pipeline.scale.plausible`, `MAX_SIGMA_LOG`); the
+  others fall back to real_world_scale and are counted as such ("used" = share of cases estimated).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from PIL import Image
 
 from pipeline.images import Texture
 from pipeline.project import project_texture, srgb_to_linear
-from pipeline.scale import combine, estimate_scale, measure_openings
+from pipeline.scale import MAX_SIGMA_LOG, combine, estimate_scale, measure_openings, plausible, wall_extent
 from pipeline.stages import Geometry, Wall
 
 HOUSES_CLASSES = {"wall": 1, "window": 3, "door": 4, "garage_door": 5}
@@ -92,21 +94,28 @@ def house_cases(shared: Path):
         yield label.stem, surfaces, geometry.estimate(photo, surfaces["wall"])
 
 
-def house_errors(shared: Path) -> dict[str, list[float]]:
-    errors: dict[str, list[float]] = {"windows only": [], "leave one door out": []}
+def house_errors(shared: Path) -> dict[str, dict]:
+    """Per case kind: errors of the estimates used, and how many cases fell back."""
+    errors: dict[str, dict] = {k: {"errors": [], "fallback": 0} for k in ("windows only", "leave one door out")}
+
+    def count(kind: str, est, extent, truth: float) -> None:
+        if est is None or plausible(est.metres_per_unit, extent) or est.sigma_log > MAX_SIGMA_LOG:
+            errors[kind]["fallback"] += 1
+        else:
+            errors[kind]["errors"].append(abs(est.metres_per_unit / truth - 1))
+
     for _name, surfaces, geo in house_cases(shared):
         meas = measure_openings(surfaces, geo)
+        extent = wall_extent(geo)
         door_idx = [i for i, (n, _v) in enumerate(meas) if n in ("door", "garage_door")]
         if not door_idx:
             continue
         truth = math.exp(np.mean([meas[i][1] for i in door_idx]))
-        windows = combine([m for m in meas if m[0] == "window"])
-        if windows:
-            errors["windows only"].append(abs(windows.metres_per_unit / truth - 1))
+        count("windows only", combine([m for m in meas if m[0] == "window"], extent), extent, truth)
         if len(door_idx) > 1:
             for i in door_idx:
-                others = combine([m for j, m in enumerate(meas) if j != i])
-                errors["leave one door out"].append(abs(others.metres_per_unit / math.exp(meas[i][1]) - 1))
+                count("leave one door out", combine([m for j, m in enumerate(meas) if j != i], extent), extent,
+                      math.exp(meas[i][1]))
     return errors
 
 
@@ -127,9 +136,10 @@ def scale_tables(houses: bool = True) -> str:
                 f"{abs(default_course / 0.075 - 1):.1%} | | |")
     if houses:
         errs = house_errors(SHARED)
-        rows += ["", "| labelled US houses: truth = labelled doors / garage doors | n | median error | p90 error |",
-                 "|---|---:|---:|---:|"]
-        for k, v in errs.items():
+        rows += ["", "| labelled US houses: truth = labelled doors / garage doors | cases | used | median error | "
+                 "p90 error |", "|---|---:|---:|---:|---:|"]
+        for k, r in errs.items():
+            v, n = r["errors"], len(r["errors"]) + r["fallback"]
             if v:
-                rows.append(f"| {k} | {len(v)} | {np.median(v):.1%} | {np.percentile(v, 90):.1%} |")
+                rows.append(f"| {k} | {n} | {len(v)} | {np.median(v):.1%} | {np.percentile(v, 90):.1%} |")
     return "\n".join(rows)

@@ -10,13 +10,20 @@ homography, make reliable, and that is standardised in US houses):
 | door | 2.03 m | 0.15 | entry doors are 80 in (6'8"), sidelights share the height; but porches, railings and
   plants often hide their foot (the spread is what the labelled houses show, not the standard's) |
 | garage_door | 2.20 m | 0.15 | 7 ft (2.13 m) is most common, 8 ft (2.44 m) on newer houses |
-| window | 1.30 m | 0.35 | anything from 0.6 m (bathroom) to 2 m (picture windows) |
+| window | 1.30 m | 0.45 | anything from 0.6 m (bathroom) to 2 m (picture windows); a window that the parser
+  splits into panes or sashes measures short, so windows under half the tallest one are left out |
 
 Every opening gives a log estimate; the combination is a weighted median, then a weighted mean over the cues
 that agree with it (within `AGREE` in log), so an occluded door or a sliding patio door counts for little.
 Confidence is 1 - (effective log spread / `CONFIDENCE_SPAN`), clipped to [0, 1]: ~0.5 from one door, less when
 the openings disagree, ~0.3 from a few windows only. None when no usable opening is found (the caller falls back to `real_world_scale`).
-Storey height is not used yet (it needs the floor lines, which the masks do not give).
+
+Plausibility. Every opening's estimate is checked against the house it implies: the widest painted wall must come
+out `WALL_WIDTH_M` (3-40 m) wide and the tallest wall `WALL_HEIGHT_M` (2.2-15 m: one storey of ~2.4-3.2 m up to
+three storeys and a gable) tall; an opening that implies anything else is an outlier and rejected. The combined
+estimate must pass the same bounds and be no vaguer than `MAX_SIGMA_LOG`; otherwise `physical_tile` falls back to
+`real_world_scale` with a warning naming why (a sub-pixel brick from a 300 m wall is worse than the default).
+Storey height is a sanity bound only (the floor lines it would need are not in the masks).
 """
 
 from __future__ import annotations
@@ -29,7 +36,11 @@ import numpy as np
 
 from .stages import Geometry
 
-CUES = {"door": (2.03, 0.15), "garage_door": (2.20, 0.15), "window": (1.30, 0.35)}
+CUES = {"door": (2.03, 0.15), "garage_door": (2.20, 0.15), "window": (1.30, 0.45)}
+WALL_WIDTH_M = (3.0, 40.0)  # the widest painted wall of a house
+WALL_HEIGHT_M = (2.2, 15.0)  # the tallest wall: one storey (2.4-3.2 m) to three storeys and a gable
+MAX_SIGMA_LOG = 0.5  # a vaguer estimate (worse than ~x1.65 either way) is not used (real_world_scale, warning)
+WINDOW_FRAGMENT = 0.5  # windows shorter than this share of the tallest window are panes / sashes, not windows
 MIN_HEIGHT_PX = 12  # openings shorter than this in the photo are too coarse to measure
 MIN_AREA_FRACTION = 2e-4  # of the photo
 AGREE = 0.25  # log distance from the median within which cues count for the mean (~ +-28%)
@@ -89,6 +100,42 @@ def opening_height(component: np.ndarray, homography: np.ndarray) -> float | Non
     return float(h) if h > 0 and math.isfinite(h) else None
 
 
+def wall_extent(geometry: Geometry) -> tuple[float, float]:
+    """(widest wall width, tallest wall height) in rectified units: `Wall.width`, and the 2nd-98th percentile
+    extent of each wall's mask pixels in rectified y."""
+    width = max((float(w.width) for w in geometry.walls if math.isfinite(float(w.width))), default=0.0)
+    height = 0.0
+    for wall in geometry.walls:
+        ys, xs = np.nonzero(np.asarray(wall.mask, bool))
+        if len(xs) < 16:
+            continue
+        step = max(1, len(xs) // 20000)
+        X, Y = xs[::step].astype(np.float64), ys[::step].astype(np.float64)
+        Hm = np.asarray(wall.homography, np.float64)
+        w = Hm[2, 0] * X + Hm[2, 1] * Y + Hm[2, 2]
+        ok = np.abs(w) > 1e-9
+        if ok.sum() < 16:
+            continue
+        v = (Hm[1, 0] * X[ok] + Hm[1, 1] * Y[ok] + Hm[1, 2]) / w[ok]
+        p2, p98 = np.percentile(v, [2, 98])
+        if math.isfinite(p98 - p2):
+            height = max(height, float(p98 - p2) / 0.96)
+    return width, height
+
+
+def plausible(metres_per_unit: float, extent: tuple[float, float] | None) -> str | None:
+    """None when the walls come out house-sized at this scale, else the reason."""
+    if not extent:
+        return None
+    width, height = extent[0] * metres_per_unit, extent[1] * metres_per_unit
+    if width > 0 and not WALL_WIDTH_M[0] <= width <= WALL_WIDTH_M[1]:
+        return f"the wall would be {width:.0f} m wide (a house wall is {WALL_WIDTH_M[0]:g}-{WALL_WIDTH_M[1]:g} m)"
+    if height > 0 and not WALL_HEIGHT_M[0] <= height <= WALL_HEIGHT_M[1]:
+        return (f"the wall would be {height:.1f} m tall (one storey is ~2.4-3.2 m; "
+                f"{WALL_HEIGHT_M[0]:g}-{WALL_HEIGHT_M[1]:g} m expected)")
+    return None
+
+
 def measure_openings(surfaces: dict[str, np.ndarray], geometry: Geometry) -> list[tuple[str, float]]:
     """(class, log metres-per-unit) for every measurable opening in `surfaces`."""
     out: list[tuple[str, float]] = []
@@ -112,11 +159,23 @@ def measure_openings(surfaces: dict[str, np.ndarray], geometry: Geometry) -> lis
             units = opening_height(full, wall.homography)
             if units:
                 out.append((name, math.log(metres / units)))
+    # a window split into panes or sashes measures short (and the scale large): keep the whole windows
+    win = [v for n, v in out if n == "window"]
+    if win:
+        cut = min(win) - math.log(WINDOW_FRAGMENT)  # log mpu of a window half as tall as the tallest
+        out = [(n, v) for n, v in out if n != "window" or v <= cut + 1e-9]
     return out
 
 
-def combine(measurements: list[tuple[str, float]]) -> ScaleEstimate | None:
-    """Robust combination of per-opening log estimates (see the module docstring)."""
+def combine(measurements: list[tuple[str, float]],
+            extent: tuple[float, float] | None = None) -> ScaleEstimate | None:
+    """Robust combination of per-opening log estimates (see the module docstring). With `extent` (the walls'
+    width and height in rectified units), openings that imply a wall no house has are rejected first."""
+    outliers = 0
+    if extent:
+        kept = [m for m in measurements if plausible(math.exp(m[1]), extent) is None]
+        outliers = len(measurements) - len(kept)
+        measurements = kept
     if not measurements:
         return None
     names = [n for n, _ in measurements]
@@ -136,12 +195,14 @@ def combine(measurements: list[tuple[str, float]]) -> ScaleEstimate | None:
     cues = {n: int(sum(1 for m, k in zip(names, keep) if k and m == n)) for n in CUES}
     return ScaleEstimate(metres_per_unit=math.exp(mean), confidence=float(np.clip(1 - sigma / CONFIDENCE_SPAN, 0, 1)),
                          sigma_log=sigma, cues={k: v for k, v in cues.items() if v},
-                         rejected=int((~keep).sum()))
+                         rejected=int((~keep).sum()) + outliers)
 
 
-def estimate_scale(surfaces: dict[str, np.ndarray], geometry: Geometry) -> ScaleEstimate | None:
-    """Metres per rectified unit of `geometry`'s walls from the openings in `surfaces`, or None."""
-    return combine(measure_openings(surfaces, geometry))
+def estimate_scale(surfaces: dict[str, np.ndarray], geometry: Geometry,
+                   extent: tuple[float, float] | None = None) -> ScaleEstimate | None:
+    """Metres per rectified unit of `geometry`'s walls from the openings in `surfaces`, or None. `extent`:
+    (widest, tallest) wall in rectified units for the plausibility bounds (default: `wall_extent(geometry)`)."""
+    return combine(measure_openings(surfaces, geometry), extent or wall_extent(geometry))
 
 
 def physical_tile(surfaces: dict[str, np.ndarray], geometry: Geometry, widest_units: float,
@@ -149,11 +210,20 @@ def physical_tile(surfaces: dict[str, np.ndarray], geometry: Geometry, widest_un
     """The tile width in rectified units for a swatch `swatch_width_m` wide, the scale report for the job's
     result, and warnings. (None, report, [warning]) when no metric cue is found: the caller keeps
     real_world_scale."""
-    est = estimate_scale(surfaces, geometry)
+    extent = (widest_units, wall_extent(geometry)[1])
+    est = estimate_scale(surfaces, geometry, extent)
+    fallback = {"source": "real_world_scale", "swatch_width_m": swatch_width_m}
     if est is None:
-        return None, {"source": "real_world_scale", "swatch_width_m": swatch_width_m}, [
-            "swatch_width_m: no door, garage door or window could be measured in the photo, so the wall's size "
-            "is unknown; the pattern was sized by real_world_scale instead"]
+        return None, fallback, [
+            "swatch_width_m: no door, garage door or window could be measured in the photo (or none gave a "
+            "house-sized wall), so the wall's size is unknown; the pattern was sized by real_world_scale instead"]
+    why = plausible(est.metres_per_unit, extent)
+    if why is None and est.sigma_log > MAX_SIGMA_LOG:
+        why = f"the openings disagree too much (~x{math.exp(est.sigma_log):.1f} either way)"
+    if why:
+        return None, dict(fallback, rejected_estimate=dict(est.to_dict(), reason=why)), [
+            f"swatch_width_m: the wall's scale estimate ({est.describe()}) is not plausible: {why}; the pattern "
+            "was sized by real_world_scale instead"]
     tile_units = swatch_width_m / est.metres_per_unit
     report = dict(est.to_dict(), source="estimated", swatch_width_m=swatch_width_m,
                   wall_width_m=round(widest_units * est.metres_per_unit, 2),

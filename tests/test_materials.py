@@ -107,6 +107,20 @@ def test_no_metric_cue_falls_back_with_a_warning():
     assert not warnings
 
 
+def test_implausible_scale_falls_back_with_a_warning():
+    """A door that would make the wall 90 m wide (the parser found a fragment, or the geometry is off) is not
+    believed: real_world_scale, with a warning naming why."""
+    _photo, surfaces, geo, _ = door_wall()
+    tile, report, warnings = physical_tile(surfaces, geo, 904.0 * 10, 0.6)  # the widest wall: 90 m at this scale
+    assert tile is None and report["source"] == "real_world_scale"
+    assert "real_world_scale" in warnings[0] and "house-sized" in warnings[0]
+    tiny = np.zeros_like(surfaces["door"])
+    ys, xs = np.nonzero(surfaces["door"])
+    tiny[ys.max() - 19:ys.max() + 1, xs.min():xs.min() + 10] = True  # a 20 px "door": a 9 m tall door's scale
+    est = estimate_scale({"wall": surfaces["wall"], "door": tiny}, geo)
+    assert est is None  # rejected as an outlier: the wall would be ~90 m wide
+
+
 def test_swatch_width_option_is_validated():
     assert RenderOptions.from_mapping({}).swatch_width_m is None
     assert RenderOptions.from_mapping({"swatch_width_m": 0.36}).swatch_width_m == 0.36

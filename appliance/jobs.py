@@ -40,9 +40,9 @@ def upload_name(ref: str | None) -> str | None:
 COLUMNS = ("job_id", "project_id", "user_id", "image_url", "texture_url", "mask_url", "options", "status", "stage",
            "progress", "result_url", "error_code", "error_message", "timings", "backends", "warnings", "attempts",
            "cancel_requested", "idempotency_key", "request_hash", "lease_owner", "lease_expires_at", "heartbeat_at",
-           "created_at", "queued_at", "started_at", "completed_at")
+           "created_at", "queued_at", "started_at", "completed_at", "scale")
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM render_jobs"
-_JSON = ("options", "timings", "backends", "warnings")
+_JSON = ("options", "timings", "backends", "warnings", "scale")
 
 
 class QueueFull(Exception):
@@ -82,6 +82,7 @@ class Job:
     queued_at: float
     started_at: float | None
     completed_at: float | None
+    scale: dict[str, Any] | None = None  # RenderResult.scale of a completed job (with options.swatch_width_m)
 
     @classmethod
     def from_row(cls, row: tuple) -> "Job":
@@ -121,6 +122,8 @@ class JobStore:
                 db.execute(statement)
             if "info" not in {d[0] for d in db.execute("SELECT * FROM render_workers LIMIT 0").description}:
                 db.execute("ALTER TABLE render_workers ADD COLUMN info TEXT")  # a store made before the column
+            if "scale" not in {d[0] for d in db.execute("SELECT * FROM render_jobs LIMIT 0").description}:
+                db.execute("ALTER TABLE render_jobs ADD COLUMN scale TEXT")  # added after the first schema
 
     # --- connection handling (backend specifics live in appliance.sql) ---
     @property
@@ -278,13 +281,13 @@ class JobStore:
         return bool(row and row[0])
 
     def complete(self, job_id: str, owner: str, *, result_url: str, timings: dict | None = None,
-                 backends: dict | None = None, warnings: list | None = None) -> bool:
+                 backends: dict | None = None, warnings: list | None = None, scale: dict | None = None) -> bool:
         return bool(self._write(
             "UPDATE render_jobs SET status = ?, stage = NULL, progress = 1, result_url = ?, timings = ?, "
-            "backends = ?, warnings = ?, completed_at = ?, lease_owner = NULL, lease_expires_at = NULL "
+            "backends = ?, warnings = ?, scale = ?, completed_at = ?, lease_owner = NULL, lease_expires_at = NULL "
             "WHERE job_id = ? AND status = ? AND lease_owner = ?",
-            (COMPLETED, result_url, _dump(timings), _dump(backends), _dump(warnings), time.time(), job_id, RUNNING,
-             owner)))
+            (COMPLETED, result_url, _dump(timings), _dump(backends), _dump(warnings), _dump(scale), time.time(),
+             job_id, RUNNING, owner)))
 
     def fail(self, job_id: str, owner: str, code: str, message: str, *, timings: dict | None = None,
              backends: dict | None = None, warnings: list | None = None) -> bool:

@@ -181,7 +181,8 @@ class Worker:
         except Exception as exc:  # network errors the backend did not wrap
             return self._finish(attempt, "upload_failed", f"{type(exc).__name__}: {exc}", result)
         if not self.store.complete(job.job_id, self.owner, result_url=url, timings=_timings(result),
-                                   backends=result.backends, warnings=result.warnings):
+                                   backends=result.backends, warnings=result.warnings,
+                                   scale=getattr(result, "scale", None)):
             log.warning("job %s: finished but the lease was gone; result %s discarded", job.job_id, url)
         else:
             log.info("job %s: completed in %.2f s", job.job_id, time.time() - job.started_at)

@@ -95,6 +95,22 @@ def test_lifecycle_and_lease(store):
     assert not store.fail(job.job_id, "host/cpu/1", "timeout", "late")  # a finished job stays finished
 
 
+def test_completed_job_carries_the_scale_report(store):
+    """RenderResult.scale (options.swatch_width_m) is recorded and shown for the finished job, like warnings."""
+    from appliance.api import job_view
+
+    job, _ = new_job(store)
+    store.claim(job.job_id, "w", 30)
+    report = {"source": "estimated", "metres_per_unit": 0.01, "confidence": 0.5, "wall_width_m": 9.04}
+    assert store.complete(job.job_id, "w", result_url="u", warnings=[], scale=report)
+    done = store.get(job.job_id)
+    assert done.scale == report and job_view(done, store)["scale"] == report
+    other, _ = new_job(store)
+    store.claim(other.job_id, "w", 30)
+    store.complete(other.job_id, "w", result_url="u")  # no swatch_width_m: no scale field
+    assert "scale" not in job_view(store.get(other.job_id), store)
+
+
 def test_queue_depth_counts_queued_and_running(store):
     a, _ = new_job(store, depth=2)
     new_job(store, depth=2)

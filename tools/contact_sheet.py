@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         photo = np.asarray(Image.open(path).convert("RGB"))
         cells, crops = [thumb(photo, args.width)], []
         surfaces = None
+        print(path.stem, flush=True)
         for material, texture in zip(materials, textures):
             opts = {"real_world_scale": args.scale}
             width = widths.get(material) if args.swatch_width_m == "csv" else args.swatch_width_m
@@ -124,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
         ImageDraw.Draw(label).text((6, 4), path.stem, fill=(255, 255, 0))
         rows.append(np.asarray(label))
         crop_rows.append(np.concatenate(crops, 1))
-        print(path.stem, flush=True)
     width = max(r.shape[1] for r in rows)
     pad = lambda r: np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)))  # noqa: E731
     args.out.parent.mkdir(parents=True, exist_ok=True)

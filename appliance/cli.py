@@ -22,6 +22,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from pipeline import PipelineError, RenderOptions
     from pipeline.backends import build_pipeline
 
+    from .refs import InputRef
+
     settings = _settings(args)
     options = RenderOptions.from_mapping({"real_world_scale": args.scale, "enable_refinement": args.refine,
                                           "refinement_seed": args.seed,
@@ -35,7 +37,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         if not args.json and fraction == 0.0:
             print(f"  {stage} ...", file=sys.stderr, flush=True)
 
-    texture = args.swatch if args.swatch.startswith("#") else Path(args.swatch)
+    texture = args.swatch if InputRef.parse(args.swatch).is_colour else Path(args.swatch)
     try:
         result = pipeline.run(Path(args.photo), texture, options,
                               mask=Path(args.mask) if args.mask else None, progress=progress)

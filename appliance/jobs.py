@@ -17,25 +17,15 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator
 
+from .domain import ACTIVE, ErrorCode, JobStatus, Stage
 from .sql import SCHEMA, dialect_for, redact  # noqa: F401  (SCHEMA re-exported)
 
-QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
-ACTIVE = (QUEUED, RUNNING)
-# An input stored in the job's own folder (console uploads, retries, mask fixes): "upload:photo.png". Only the
-# console writes these; the API accepts http(s) URLs only, so no client can point a job at a file on this box.
-UPLOAD_REF = "upload:"
-
-
-def upload_name(ref: str | None) -> str | None:
-    """The file name behind an "upload:<name>" reference (a plain name, no path), else None."""
-    if not ref or not ref.startswith(UPLOAD_REF):
-        return None
-    name = ref[len(UPLOAD_REF):]
-    ok = 0 < len(name) <= 64 and not name.startswith(".") and all(c.isalnum() or c in "._-" for c in name)
-    return name if ok else None
+QUEUED, RUNNING, COMPLETED, FAILED = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED
+CANCELED = ErrorCode.CANCELED
 
 COLUMNS = ("job_id", "project_id", "user_id", "image_url", "texture_url", "mask_url", "options", "status", "stage",
            "progress", "result_url", "error_code", "error_message", "timings", "backends", "warnings", "attempts",
@@ -62,11 +52,11 @@ class Job:
     texture_url: str
     mask_url: str | None
     options: dict[str, Any]
-    status: str
-    stage: str | None
+    status: JobStatus
+    stage: str | None  # a Stage value while active
     progress: float
     result_url: str | None
-    error_code: str | None
+    error_code: ErrorCode | None
     error_message: str | None
     timings: dict[str, float] | None
     backends: dict[str, str] | None
@@ -90,6 +80,9 @@ class Job:
         for key in _JSON:
             if data[key] is not None:
                 data[key] = json.loads(data[key])
+        data["status"] = JobStatus(data["status"])
+        if data["error_code"] is not None:
+            data["error_code"] = ErrorCode(data["error_code"])
         return cls(**data)
 
 
@@ -173,7 +166,7 @@ class JobStore:
         try:
             with self._tx(serialize=True) as db:
                 inserted = db.execute(sql, (job_id, project_id, user_id, image_url, texture_url, mask_url,
-                                            _dump(options), QUEUED, QUEUED, idempotency_key, request_hash, now, now,
+                                            _dump(options), QUEUED, Stage.QUEUED, idempotency_key, request_hash, now, now,
                                             QUEUED, RUNNING, queue_depth)).rowcount
         except self.dialect.integrity_errors:
             if idempotency_key is None:
@@ -222,9 +215,9 @@ class JobStore:
         """A queued job fails `canceled` at once; a running one is flagged and stops at its next checkpoint."""
         now = time.time()
         with self._tx() as db:
-            db.execute("UPDATE render_jobs SET status = ?, stage = NULL, error_code = 'canceled', "
+            db.execute("UPDATE render_jobs SET status = ?, stage = NULL, error_code = ?, "
                        "error_message = 'canceled by request before it started', completed_at = ?, "
-                       "cancel_requested = 1 WHERE job_id = ? AND status = ?", (FAILED, now, job_id, QUEUED))
+                       "cancel_requested = 1 WHERE job_id = ? AND status = ?", (FAILED, CANCELED, now, job_id, QUEUED))
             db.execute("UPDATE render_jobs SET cancel_requested = 1 WHERE job_id = ? AND status = ?",
                        (job_id, RUNNING))
         return self.get(job_id)
@@ -232,8 +225,8 @@ class JobStore:
     def list_jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:
         """Newest first. status: queued | running | completed | failed (canceled included) | canceled | None."""
         where, params = "", ()
-        if status == "canceled":
-            where, params = " WHERE status = ? AND error_code = 'canceled'", (FAILED,)
+        if status == CANCELED:
+            where, params = " WHERE status = ? AND error_code = ?", (FAILED, CANCELED)
         elif status is not None:
             where, params = " WHERE status = ?", (status,)
         rows = self._db.execute(_SELECT + where + " ORDER BY created_at DESC LIMIT ?", params + (limit,)).fetchall()
@@ -241,13 +234,13 @@ class JobStore:
 
     def status_counts(self) -> dict[str, int]:
         """{queued, running, completed, failed, canceled}: failed counts the canceled jobs too."""
-        counts = dict.fromkeys((QUEUED, RUNNING, COMPLETED, FAILED, "canceled"), 0)
+        counts = dict.fromkeys((QUEUED, RUNNING, COMPLETED, FAILED, CANCELED), 0)
         for status, canceled, n in self._db.execute(
-                "SELECT status, CASE WHEN error_code = 'canceled' THEN 1 ELSE 0 END, COUNT(*) FROM render_jobs "
-                "GROUP BY status, CASE WHEN error_code = 'canceled' THEN 1 ELSE 0 END").fetchall():
+                "SELECT status, CASE WHEN error_code = ? THEN 1 ELSE 0 END, COUNT(*) FROM render_jobs "
+                "GROUP BY status, CASE WHEN error_code = ? THEN 1 ELSE 0 END", (CANCELED, CANCELED)).fetchall():
             counts[status] = counts.get(status, 0) + n
             if canceled:
-                counts["canceled"] += n
+                counts[CANCELED] += n
         return counts
 
     def queued_ids(self) -> list[str]:
@@ -259,10 +252,10 @@ class JobStore:
         """queued -> running for `owner`. None when the job is not (or no longer) queued: another worker has it,
         it was canceled, or this is a duplicate queue message."""
         now = time.time()
-        n = self._write("UPDATE render_jobs SET status = ?, stage = 'starting', progress = 0, "
+        n = self._write("UPDATE render_jobs SET status = ?, stage = ?, progress = 0, "
                         "attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, heartbeat_at = ?, "
                         "started_at = ? WHERE job_id = ? AND status = ? AND cancel_requested = 0",
-                        (RUNNING, owner, now + lease_seconds, now, now, job_id, QUEUED))
+                        (RUNNING, Stage.STARTING, owner, now + lease_seconds, now, now, job_id, QUEUED))
         return self.get(job_id) if n else None
 
     def renew(self, job_id: str, owner: str, lease_seconds: float) -> bool:
@@ -304,7 +297,7 @@ class JobStore:
             "UPDATE render_jobs SET status = ?, stage = ?, progress = 0, attempts = attempts - 1, "
             "lease_owner = NULL, lease_expires_at = NULL, queued_at = ? "
             "WHERE job_id = ? AND status = ? AND lease_owner = ?",
-            (QUEUED, QUEUED, time.time(), job_id, RUNNING, owner)))
+            (QUEUED, Stage.QUEUED, time.time(), job_id, RUNNING, owner)))
 
     # --- recovery ---
     def running(self) -> list[Job]:
@@ -320,23 +313,24 @@ class JobStore:
         Returns the new status, or None if the job moved on meanwhile (its worker was alive after all)."""
         now = time.time()
         if job.cancel_requested:
-            update = ("UPDATE render_jobs SET status = ?, stage = NULL, error_code = 'canceled', error_message = ?, "
+            update = ("UPDATE render_jobs SET status = ?, stage = NULL, error_code = ?, error_message = ?, "
                       "completed_at = ?, lease_owner = NULL, lease_expires_at = NULL "
                       "WHERE job_id = ? AND status = ? AND lease_owner = ?")
-            params: tuple = (FAILED, f"canceled by request ({reason})", now, job.job_id, RUNNING, job.lease_owner)
+            params: tuple = (FAILED, CANCELED, f"canceled by request ({reason})", now, job.job_id, RUNNING,
+                             job.lease_owner)
             status = FAILED
         elif job.attempts >= max_attempts:
-            update = ("UPDATE render_jobs SET status = ?, stage = NULL, error_code = 'pipeline_error', "
+            update = ("UPDATE render_jobs SET status = ?, stage = NULL, error_code = ?, "
                       "error_message = ?, completed_at = ?, lease_owner = NULL, lease_expires_at = NULL "
                       "WHERE job_id = ? AND status = ? AND lease_owner = ?")
             message = (f"the worker stopped during each of {job.attempts} attempts (last: {reason}); giving up "
                        f"(queue.max_attempts = {max_attempts})")
-            params = (FAILED, message, now, job.job_id, RUNNING, job.lease_owner)
+            params = (FAILED, ErrorCode.PIPELINE_ERROR, message, now, job.job_id, RUNNING, job.lease_owner)
             status = FAILED
         else:
             update = ("UPDATE render_jobs SET status = ?, stage = ?, progress = 0, lease_owner = NULL, "
                       "lease_expires_at = NULL, queued_at = ? WHERE job_id = ? AND status = ? AND lease_owner = ?")
-            params = (QUEUED, QUEUED, now, job.job_id, RUNNING, job.lease_owner)
+            params = (QUEUED, Stage.QUEUED, now, job.job_id, RUNNING, job.lease_owner)
             status = QUEUED
         return status if self._write(update, params) else None
 
@@ -392,4 +386,6 @@ class _Conn:
         self.raw, self._dialect = raw, dialect
 
     def execute(self, sql: str, params: tuple = ()) -> Any:
+        # Enum members go in as their values: no driver's own enum mapping (psycopg dumps names) can apply.
+        params = tuple(p.value if isinstance(p, Enum) else p for p in params)
         return self.raw.execute(self._dialect.sql(sql), params)

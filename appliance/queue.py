@@ -37,19 +37,6 @@ class _Storage(SqliteStorage):
         conn = super()._create_connection()
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
-_handlers: dict[str, Callable[..., None]] = {}
-
-
-def render_job(job_id: str) -> None:
-    """The one render task (runs in the consumer): hands the id to the worker that installed a handler."""
-    _handlers["render"](job_id)
-
-
-def housekeeping() -> None:
-    """The periodic task: lease reaping, lost-message repair, retention."""
-    handler = _handlers.get("housekeeping")
-    if handler is not None:
-        handler()
 
 
 class RenderQueue:
@@ -66,10 +53,26 @@ class RenderQueue:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             self.huey = SqliteHuey(name, filename=str(target), results=False, journal_mode="wal", timeout=10,
                                    storage_class=_Storage)
-        self._render = self.huey.task(name="render_job")(render_job)
+        # The task bodies are this instance's methods: `consumer()` binds the worker's handlers to them, so a task
+        # reaches its handler without module-level state (two queues in one process stay apart).
+        self._on_render: Callable[[str], None] | None = None
+        self._on_housekeeping: Callable[[], None] | None = None
+        self._render = self.huey.task(name="render_job")(self._render_job)
         # Periodic: the scheduler enqueues it every `periodic_seconds` (see `consumer`); high priority so that it
         # does not wait behind queued renders.
-        self._housekeeping = self.huey.periodic_task(lambda _dt: True, name="housekeeping", priority=10)(housekeeping)
+        self._housekeeping = self.huey.periodic_task(lambda _dt: True, name="housekeeping",
+                                                     priority=10)(self._run_housekeeping)
+
+    def _render_job(self, job_id: str) -> None:
+        """The one render task (runs in the consumer): hands the id to the worker's handler."""
+        if self._on_render is None:
+            raise RuntimeError("render_job ran in a process without a consumer")
+        self._on_render(job_id)
+
+    def _run_housekeeping(self) -> None:
+        """The periodic task: lease reaping, lost-message repair, retention."""
+        if self._on_housekeeping is not None:
+            self._on_housekeeping()
 
     def enqueue(self, job_id: str) -> None:
         self._render(job_id)
@@ -91,9 +94,7 @@ class RenderQueue:
     def consumer(self, *, render: Callable[[str], None], housekeeping: Callable[[], None] | None,
                  poll_interval: float, periodic_seconds: float) -> Consumer:
         """A one-thread consumer (one pipeline run at a time) polling every `poll_interval` seconds when idle."""
-        _handlers["render"] = render
-        if housekeeping is not None:
-            _handlers["housekeeping"] = housekeeping
+        self._on_render, self._on_housekeeping = render, housekeeping
         scheduler = type("HousekeepingScheduler", (Scheduler,),
                          {"periodic_task_seconds": max(1, int(round(periodic_seconds)))})
 

@@ -17,20 +17,6 @@ log = logging.getLogger("appliance.server")
 UI_MODULE = "ui.pages"  # console pages: a module with `register(app, ctx)`, added when it exists
 
 
-def build_context(settings: Settings, *, with_worker: bool | None = None):
-    """The store, queue, storage (and worker supervisor) that the routes and the console share."""
-    from .api import ApiContext
-    from .jobs import JobStore
-    from .queue import RenderQueue
-    from .supervisor import Supervisor
-    from .worker import build_storage
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    run_worker = settings.worker_enabled if with_worker is None else with_worker
-    return ApiContext(settings=settings, store=JobStore(settings.jobs_db), queue=RenderQueue(settings.queue_db),
-                      storage=build_storage(settings), supervisor=Supervisor(settings) if run_worker else None)
-
-
 def register_ui(app: Any, ctx: Any) -> None:
     """Console pages live in ui/ (written separately); they get the same context as the API."""
     import importlib
@@ -50,6 +36,7 @@ def create_app(settings: Settings, *, with_worker: bool | None = None):
     from nicegui import app
 
     from .api import install
+    from .context import build_context
 
     ctx = build_context(settings, with_worker=with_worker)
     install(app, ctx)

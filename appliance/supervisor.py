@@ -24,7 +24,9 @@ from typing import Callable
 from .config import Settings
 from .jobs import JobStore
 from .queue import RenderQueue
-from .worker import EXIT_RECYCLE, Worker, build_pipeline, build_storage, describe_pipeline, resolve_device
+from .build import build_pipeline, build_storage, describe_pipeline, resolve_device
+
+EXIT_RECYCLE = 75  # the consumer asks its supervisor for a fresh process
 
 log = logging.getLogger("appliance.worker")
 
@@ -43,7 +45,10 @@ def _watch_parent(parent_pid: int, on_orphan: Callable[[], None]) -> None:
 
 
 def consumer_main(settings: Settings, device: str | None, parent_pid: int | None = None) -> None:
-    """Entry point of the consumer process."""
+    """Entry point of the consumer process (the worker module is imported here only: the serving process that
+    supervises it never loads it)."""
+    from .worker import Worker
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: "
                                                    "%(message)s")
     for noisy in ("huey", "httpx"):  # a line per task / per request otherwise

@@ -26,57 +26,21 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import threading
 import time
 from typing import Any, Callable
 
+from .build import fetch_policy
 from .config import Settings
-from .jobs import QUEUED, UPLOAD_REF, Job, JobStore, upload_name
+from .domain import PROGRESS_SPANS, ErrorCode, JobStatus, Stage
+from .jobdir import MASK, PHOTO, SWATCH, JobFolder, extension
+from .jobs import Job, JobStore
 from .queue import RenderQueue
+from .refs import InputRef, RefKind
 
 log = logging.getLogger("appliance.worker")
 
-EXIT_RECYCLE = 75  # the consumer asks its supervisor for a fresh process
 RECYCLE_GRACE = 30.0  # seconds an abandoned (timed-out) stage may take to finish before the process is recycled
-# Overall progress (0..1) that each stage spans.
-_SPANS = {"downloading": (0.0, 0.1), "segment": (0.1, 0.45), "geometry": (0.45, 0.6), "project": (0.6, 0.9),
-          "refine": (0.75, 0.92), "uploading": (0.92, 1.0)}
-
-
-def build_storage(settings: Settings):
-    """SupabaseStorage when SUPABASE_URL + key are configured, else LocalStorage under data_dir/results."""
-    if settings.uses_supabase:
-        from .storage.supabase import SupabaseStorage
-
-        return SupabaseStorage(settings.supabase_url, settings.supabase_key, bucket=settings.supabase_bucket,
-                               signed_url_seconds=settings.supabase_signed_url_seconds)
-    from .storage.local import LocalStorage
-
-    return LocalStorage(settings.results_dir, settings.base_url)
-
-
-def fetch_policy(settings: Settings):
-    from .fetch import FetchPolicy
-
-    return FetchPolicy(max_bytes=settings.fetch_max_bytes, connect_timeout=settings.fetch_connect_timeout,
-                       read_timeout=settings.fetch_read_timeout, allow_networks=settings.fetch_allow_networks)
-
-
-def build_pipeline(settings: Settings):
-    """The configured pipeline: worker.pipeline = "module:callable" (called with the settings), by default
-    pipeline.backends.from_settings (per stage: the GPU set when installed, else the embedded CPU set)."""
-    import importlib
-
-    module, _, name = (settings.worker_pipeline or "pipeline.backends:from_settings").partition(":")
-    return getattr(importlib.import_module(module), name)(settings)
-
-
-def resolve_device(settings: Settings, device: str | None) -> str | None:
-    """The consumer's device: "cpu" under force_cpu, else the flag, else the config; None = auto."""
-    if settings.force_cpu:
-        return "cpu"
-    return device or settings.worker_device
 
 
 class _Stop(Exception):
@@ -91,6 +55,7 @@ class _Attempt:
         self.deadline = deadline
         self.lease_lost = False
         self.reason: str | None = None  # "canceled" | "timeout" | "lost" | "shutdown"
+        self.kept: dict[str, bytes] = {}  # inputs downloaded for this attempt, kept in the job's folder
 
 
 class Worker:
@@ -131,7 +96,7 @@ class Worker:
             log.info("job %s: stopped (%s)", job_id, attempt.reason)
         except Exception as exc:  # a bug of ours: the job still gets a verdict
             log.exception("job %s: unexpected error", job_id)
-            self._finish(attempt, "pipeline_error", f"internal error: {type(exc).__name__}: {exc}")
+            self._finish(attempt, ErrorCode.PIPELINE_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         finally:
             self._attempt = None
 
@@ -142,20 +107,20 @@ class Worker:
         from .storage import UploadError
 
         job = attempt.job
-        self._stage(attempt, "downloading", 0.0)
+        self._stage(attempt, Stage.DOWNLOADING, 0.0)
+        texture_ref = InputRef.parse(job.texture_url)
         try:
-            photo = self._input(job, job.image_url, "image_url")
-            texture = job.texture_url if job.texture_url.startswith("#") else self._input(job, job.texture_url,
-                                                                                          "texture_url")
-            mask = self._input(job, job.mask_url, "mask_url") if job.mask_url else None
+            photo = self._input(attempt, InputRef.parse(job.image_url), "image_url", PHOTO)
+            texture = texture_ref.value if texture_ref.is_colour else self._input(attempt, texture_ref,
+                                                                                  "texture_url", SWATCH)
+            mask = self._input(attempt, InputRef.parse(job.mask_url), "mask_url") if job.mask_url else None
         except DownloadError as exc:
-            return self._finish(attempt, "download_failed", str(exc))
-        self._keep(job, photo=None if job.image_url.startswith(UPLOAD_REF) else photo,
-                   swatch=None if job.texture_url.startswith(("#", UPLOAD_REF)) else texture)
+            return self._finish(attempt, ErrorCode.DOWNLOAD_FAILED, str(exc))
+        self._keep(job, attempt.kept)
         self._checkpoint(attempt)
 
         def progress(stage: str, fraction: float) -> None:
-            self._stage(attempt, stage, fraction)
+            self._stage(attempt, Stage(stage), fraction)
 
         result = None
         try:
@@ -163,23 +128,23 @@ class Worker:
                                        cancelled=lambda: self._should_stop(attempt))
         except Cancelled:
             self._checkpoint(attempt)  # raises _Stop or finishes as canceled / timeout
-            return self._finish(attempt, "canceled", "canceled")
+            return self._finish(attempt, ErrorCode.CANCELED, "canceled")
         except StageTimeout as exc:
-            self._finish(attempt, "timeout", str(exc))
-            return self._after_stage_timeout(exc.stage)
+            self._finish(attempt, ErrorCode.TIMEOUT, str(exc))
+            return self._after_stage_timeout(exc)
         except PipelineError as exc:
-            return self._finish(attempt, exc.code, str(exc))
-        self._keep(job, mask=result.mask)
+            return self._finish(attempt, ErrorCode(exc.code), str(exc))
+        self._keep(job, {MASK: encode_png(result.mask.astype("uint8") * 255)})
         self._checkpoint(attempt)
 
-        self._stage(attempt, "uploading", 0.0)
+        self._stage(attempt, Stage.UPLOADING, 0.0)
         png = encode_png(result.image)
         try:
             url = self.storage.save(job.job_id, job.user_id, job.project_id, png)
         except UploadError as exc:
-            return self._finish(attempt, "upload_failed", str(exc), result)
+            return self._finish(attempt, ErrorCode.UPLOAD_FAILED, str(exc), result)
         except Exception as exc:  # network errors the backend did not wrap
-            return self._finish(attempt, "upload_failed", f"{type(exc).__name__}: {exc}", result)
+            return self._finish(attempt, ErrorCode.UPLOAD_FAILED, f"{type(exc).__name__}: {exc}", result)
         if not self.store.complete(job.job_id, self.owner, result_url=url, timings=_timings(result),
                                    backends=result.backends, warnings=result.warnings,
                                    scale=getattr(result, "scale", None)):
@@ -187,45 +152,40 @@ class Worker:
         else:
             log.info("job %s: completed in %.2f s", job.job_id, time.time() - job.started_at)
 
-    def _input(self, job: Job, ref: str, what: str) -> bytes:
-        """An input: a file of the job's own folder ("upload:<name>", put there by the console), else a download."""
+    def _input(self, attempt: _Attempt, ref: InputRef, what: str, keep_as: str | None = None) -> bytes:
+        """An input: a file of the job's own folder (an upload reference, put there by the console), else a
+        download (remembered under `keep_as`, to be kept in the job's folder for the console)."""
         from .fetch import DownloadError, fetch_image
 
-        if not ref.startswith(UPLOAD_REF):
-            return fetch_image(ref, what=what, policy=self._policy)
-        name = upload_name(ref)
+        if ref.kind is RefKind.URL:
+            data = fetch_image(ref.value, what=what, policy=self._policy)
+            if keep_as is not None:
+                attempt.kept[keep_as] = data
+            return data
         try:
-            if name is None:
-                raise FileNotFoundError(ref)
-            return (self.settings.job_dir(job.job_id) / name).read_bytes()
+            if ref.file_name is None:
+                raise FileNotFoundError(ref.value)
+            return JobFolder(self.settings, attempt.job.job_id).file(ref.file_name).read_bytes()
         except OSError:
-            raise DownloadError(f"{what}: the uploaded file {ref[len(UPLOAD_REF):]!r} is not in the job's folder "
+            raise DownloadError(f"{what}: the uploaded file {ref.value!r} is not in the job's folder "
                                 f"(pruned?)") from None
 
-    def _keep(self, job: Job, **files: Any) -> None:
+    def _keep(self, job: Job, files: dict[str, bytes]) -> None:
         """Keep what the job used in its folder, for the console (retention prunes it with the job): the photo and
         swatch as downloaded (photo.jpg, swatch.png, ...) and the paint mask (mask.png, white = painted). Best
         effort: a full disk never fails a job."""
         from .fetch import image_kind
 
-        folder = self.settings.job_dir(job.job_id)
+        folder = JobFolder(self.settings, job.job_id)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
             for stem, data in files.items():
-                if data is None:
-                    continue
-                if stem == "mask":
-                    name, data = "mask.png", encode_png(data.astype("uint8") * 255)
-                else:
-                    name = f"{stem}.{(image_kind(data[:16]) or 'bin').replace('jpeg', 'jpg')}"
-                tmp = folder / f".{name}.tmp"
-                tmp.write_bytes(data)
-                os.replace(tmp, folder / name)
+                kind = "png" if stem == MASK else image_kind(data[:16])
+                folder.write(f"{stem}.{extension(kind)}", data)
         except (OSError, RuntimeError) as exc:
-            log.warning("job %s: could not keep its inputs in %s: %s", job.job_id, folder, exc)
+            log.warning("job %s: could not keep its inputs in %s: %s", job.job_id, folder.path, exc)
 
-    def _stage(self, attempt: _Attempt, stage: str, fraction: float) -> None:
-        low, high = _SPANS.get(stage, (0.0, 1.0))
+    def _stage(self, attempt: _Attempt, stage: Stage, fraction: float) -> None:
+        low, high = PROGRESS_SPANS.get(stage, (0.0, 1.0))
         if not self.store.set_stage(attempt.job.job_id, self.owner, stage, low + (high - low) * fraction):
             attempt.lease_lost = True
 
@@ -245,34 +205,30 @@ class Worker:
         if not self._should_stop(attempt):
             return
         if attempt.reason == "canceled":
-            self._finish(attempt, "canceled", "canceled by request while running")
+            self._finish(attempt, ErrorCode.CANCELED, "canceled by request while running")
         elif attempt.reason == "timeout":
-            self._finish(attempt, "timeout", f"the job exceeded its time limit of {self.settings.job_timeout:g} s "
+            self._finish(attempt, ErrorCode.TIMEOUT, f"the job exceeded its time limit of {self.settings.job_timeout:g} s "
                                              f"(render.job_timeout_seconds)")
         raise _Stop()
 
-    def _finish(self, attempt: _Attempt, code: str, message: str, result: Any = None) -> None:
+    def _finish(self, attempt: _Attempt, code: ErrorCode, message: str, result: Any = None) -> None:
         extra = {} if result is None else {"timings": _timings(result), "backends": result.backends,
                                            "warnings": result.warnings}
         if self.store.fail(attempt.job.job_id, self.owner, code, message, **extra):
             log.info("job %s: failed %s: %s", attempt.job.job_id, code, message)
 
-    def _after_stage_timeout(self, stage: str) -> None:
-        """A timed-out stage keeps running in its abandoned thread. Give it a grace period to finish; if it does
-        not, recycle the process so that the next job gets the CPU/GPU (and memory) back."""
-        deadline = time.monotonic() + self.recycle_grace
-        for thread in threading.enumerate():
-            if thread.name == f"stage-{stage}":
-                thread.join(max(0.0, deadline - time.monotonic()))
-                if thread.is_alive():
-                    log.warning("stage %s still running %g s after its time limit: recycling the worker", stage,
-                                self.recycle_grace)
-                    self.request_recycle()
-                    return
+    def _after_stage_timeout(self, timeout: Any) -> None:
+        """A timed-out stage keeps running in its abandoned thread (the StageTimeout carries it). Give it a grace
+        period to finish; if it does not, recycle the process so that the next job gets the CPU/GPU (and memory)
+        back."""
+        if not timeout.stage_finished(self.recycle_grace):
+            log.warning("stage %s still running %g s after its time limit: recycling the worker", timeout.stage,
+                        self.recycle_grace)
+            self.request_recycle()
 
     def request_recycle(self) -> None:
         self.recycle = True
-        self.on_recycle()  # SIGTERM to this process: Consumer.run() stops, consumer_main exits with EXIT_RECYCLE
+        self.on_recycle()  # SIGTERM to this process: Consumer.run() stops, consumer_main exits with supervisor.EXIT_RECYCLE
 
     # --- recovery and housekeeping ---
     def recover_orphans(self) -> None:
@@ -298,7 +254,7 @@ class Worker:
     def _recover(self, job: Job, reason: str) -> None:
         status = self.store.recover(job, self.settings.max_attempts, reason)
         log.warning("job %s: %s -> %s", job.job_id, reason, status)
-        if status == QUEUED:
+        if status == JobStatus.QUEUED:
             self.queue.enqueue(job.job_id)
 
     def _repair_messages(self, min_age: float) -> None:
@@ -310,22 +266,22 @@ class Worker:
         for job_id in queued:
             if job_id not in pending:
                 job = self.store.get(job_id)
-                if job is not None and job.status == QUEUED and now - job.queued_at >= min_age:
+                if job is not None and job.status == JobStatus.QUEUED and now - job.queued_at >= min_age:
                     log.warning("job %s: queued without a queue message; enqueuing again", job_id)
                     self.queue.enqueue(job_id)
 
     def prune(self, now: float | None = None) -> int:
         """Delete finished jobs older than retention_hours, their local results, and old uploads."""
         cutoff = (time.time() if now is None else now) - self.settings.retention_hours * 3600
-        local = getattr(self.storage, "name", "") == "local"
+        prune_results = self.storage.prune_results  # remote backends keep their objects (for now)
         count = 0
         while True:
             batch = self.store.finished_before(cutoff)
             for job in batch:
-                if local and job.result_url:
+                if prune_results and job.result_url:
                     self.storage.delete(job.job_id, job.user_id, job.project_id)
                 count += self.store.delete(job.job_id)
-                shutil.rmtree(self.settings.job_dir(job.job_id), ignore_errors=True)
+                JobFolder(self.settings, job.job_id).remove()
             if len(batch) < 500:
                 break
         jobs_dir = self.settings.jobs_dir  # folders left without a job (a console upload never submitted)
@@ -403,26 +359,6 @@ def encode_png(image) -> bytes:
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return data.tobytes()
-
-
-def describe_pipeline(pipeline: Any, device: str | None, threads: int) -> dict[str, Any]:
-    """What the console shows of a worker: the device it renders on and the model of each stage."""
-    try:
-        from pipeline.backends import chosen_backends
-
-        models = chosen_backends(pipeline)
-    except Exception:  # a custom pipeline without the usual stages
-        models = {}
-    label = f"CPU ({threads} threads)"
-    torch = sys.modules.get("torch")  # only where the models imported it
-    if torch is not None and any("cuda" in name for name in models.values()):
-        try:
-            index = torch.device(device).index if device and device != "cuda" else None
-            index = torch.cuda.current_device() if index is None else index
-            label = f"{torch.cuda.get_device_name(index)} (cuda:{index})"
-        except Exception:
-            label = device or "cuda"
-    return {"device": label, "models": models}
 
 
 def pid_alive(pid: int) -> bool:

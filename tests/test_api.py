@@ -78,6 +78,8 @@ def test_health_ready_and_openapi(svc):
     for path in ("/render/jobs", "/render/jobs/{job_id}", "/render/jobs/{job_id}/cancel", "/healthz", "/readyz"):
         assert path in spec["paths"]
     schema = spec["paths"]["/render/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    if "$ref" in schema:  # the request model, published under components/schemas
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
     assert "#RRGGBB" in schema["properties"]["texture_url"]["description"]
 
 

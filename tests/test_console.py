@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from appliance.jobs import COMPLETED, FAILED, UPLOAD_REF, JobStore, upload_name
+from appliance.jobs import COMPLETED, FAILED, JobStore
+from appliance.refs import UPLOAD_PREFIX as UPLOAD_REF, upload_name
 from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH, Appliance, free_port, photo_server, write_config
 
 from console_helpers import CHROMIUM, drop_file, launch, new_page, shot, stroke, tid, watch
@@ -28,13 +29,13 @@ MAX_BYTES = 2_000_000  # fetch.max_bytes on the test box: the upload limit too
 # --- unit tests of the upload path (no server, no browser) ----------------------------------------------------
 
 def _ctx(tmp_path: Path):
-    from appliance.api import ApiContext
     from appliance.config import Settings
+    from appliance.context import AppContext
     from appliance.queue import RenderQueue
     from appliance.storage.local import LocalStorage
 
     settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models", retention_hours=1.0)
-    return ApiContext(settings=settings, store=JobStore(settings.jobs_db), queue=RenderQueue(settings.queue_db),
+    return AppContext(settings=settings, store=JobStore(settings.jobs_db), queue=RenderQueue(settings.queue_db),
                       storage=LocalStorage(settings.results_dir, "http://box"))
 
 
@@ -45,7 +46,7 @@ def _png(size: tuple[int, int], colour=(200, 180, 160), mode="RGB") -> bytes:
 
 
 def test_upload_reference_is_internal_only():
-    from appliance.api import validate_request
+    from appliance.schemas import validate_request
 
     for ref in ("upload:photo.png", "upload:../jobs.db", "file:///etc/passwd"):
         _, problems = validate_request({"image_url": ref, "texture_url": ref, "mask_url": ref})
@@ -95,7 +96,7 @@ def test_uploaded_inputs_are_checked_kept_and_read_from_disk(tmp_path, shared_di
     assert kept.size == (w, h) and np.asarray(kept)[200, 300] == 255 and np.asarray(kept)[10, 10] == 0
 
     # Retry: a new job with the same inputs, linked into its own folder.
-    again = jobfiles.derive(ctx, done, kind="retry")
+    again = ctx.service.retry(done)
     assert again.image_url == "upload:photo.jpg" and again.mask_url == "upload:mask-input.png"
     assert (settings.job_dir(again.job_id) / "photo.jpg").read_bytes() == \
         (settings.job_dir(job_id) / "photo.jpg").read_bytes()

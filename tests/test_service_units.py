@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from appliance.api import request_hash, validate_request
+from appliance.schemas import validate_request
+from appliance.service import request_hash
 from appliance.config import ConfigError, Settings, load_settings
 from appliance.jobs import COMPLETED, FAILED, QUEUED, RUNNING, IdempotencyConflict, JobStore, QueueFull
 from appliance.queue import RenderQueue

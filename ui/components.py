@@ -10,21 +10,24 @@ from typing import Any, Iterator
 
 from nicegui import ui
 
-from appliance.jobs import COMPLETED, FAILED, QUEUED, RUNNING, Job
+from appliance.domain import ACTIVE, ErrorCode, JobStatus, Stage, is_canceled
+from appliance.jobs import Job
 
 LOGO = ("<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'><rect width='32' height='32' rx='7' "
         "fill='#c8553d'/><path d='M6 16 16 7l10 9v9H6z' fill='#fff'/><path d='M6 20h20M6 23h20M11 16v9M16 20v5M21 "
         "16v9' stroke='#c8553d' stroke-width='1.4'/></svg>")
 
-STAGES = [("queued", "Queued"), ("downloading", "Fetching inputs"), ("segment", "Finding walls"),
-          ("geometry", "Measuring walls"), ("project", "Applying material"), ("refine", "Refining"),
-          ("uploading", "Saving result")]
-STAGE_LABELS = dict(STAGES, starting="Starting")
-ERROR_TITLES = {"download_failed": "Could not fetch an input", "validation_failed": "Input refused",
-                "pipeline_error": "Render error", "timeout": "Timed out", "upload_failed": "Could not save the result",
-                "canceled": "Canceled"}
-STATUS_WORDS = {QUEUED: "Waiting", RUNNING: "Rendering", COMPLETED: "Completed", FAILED: "Failed",
-                "canceled": "Canceled"}
+CANCELED = "canceled"  # the console's own state: a failed job whose error code is `canceled`
+STAGES = [(Stage.QUEUED, "Queued"), (Stage.DOWNLOADING, "Fetching inputs"), (Stage.SEGMENT, "Finding walls"),
+          (Stage.GEOMETRY, "Measuring walls"), (Stage.PROJECT, "Applying material"), (Stage.REFINE, "Refining"),
+          (Stage.UPLOADING, "Saving result")]
+STAGE_LABELS = dict(STAGES, **{Stage.STARTING: "Starting"})
+ERROR_TITLES = {ErrorCode.DOWNLOAD_FAILED: "Could not fetch an input", ErrorCode.VALIDATION_FAILED: "Input refused",
+                ErrorCode.PIPELINE_ERROR: "Render error", ErrorCode.TIMEOUT: "Timed out",
+                ErrorCode.UPLOAD_FAILED: "Could not save the result", ErrorCode.CANCELED: "Canceled"}
+assert set(ERROR_TITLES) == set(ErrorCode)  # a new error code needs its title here
+STATUS_WORDS = {JobStatus.QUEUED: "Waiting", JobStatus.RUNNING: "Rendering", JobStatus.COMPLETED: "Completed",
+                JobStatus.FAILED: "Failed", CANCELED: "Canceled"}
 
 
 def tid(name: str) -> str:
@@ -34,7 +37,7 @@ def tid(name: str) -> str:
 
 def state_of(job: Job) -> str:
     """queued | running | completed | failed | canceled (a failed job whose error is 'canceled')."""
-    return "canceled" if job.status == FAILED and job.error_code == "canceled" else job.status
+    return CANCELED if is_canceled(job.status, job.error_code) else job.status
 
 
 # --- formatting ---------------------------------------------------------------------------------------------
@@ -70,7 +73,7 @@ def duration(seconds: float | None) -> str:
 
 def total_time(job: Job) -> float | None:
     """Created -> finished (waiting included), or so far for an active job."""
-    end = job.completed_at if job.completed_at else (time.time() if job.status in (QUEUED, RUNNING) else None)
+    end = job.completed_at if job.completed_at else (time.time() if job.status in ACTIVE else None)
     return None if end is None else end - job.created_at
 
 
@@ -118,14 +121,14 @@ def chip(state: str, text: str | None = None) -> ui.label:
 
 def stage_track_html(job: Job) -> str:
     """The stages as a row of steps: done, current, still to come."""
-    stages = [s for s in STAGES if s[0] != "refine" or job.options.get("enable_refinement")]
+    stages = [s for s in STAGES if s[0] != Stage.REFINE or job.options.get("enable_refinement")]
     keys = [k for k, _ in stages]
     state = state_of(job)
-    if state == COMPLETED:
+    if state == JobStatus.COMPLETED:
         current = len(keys)
-    elif job.status == QUEUED:
+    elif job.status == JobStatus.QUEUED:
         current = 0
-    elif job.status == RUNNING:
+    elif job.status == JobStatus.RUNNING:
         current = keys.index(job.stage) if job.stage in keys else 1
     else:
         current = -1

@@ -8,7 +8,12 @@ from typing import Any
 from fastapi import Request
 from nicegui import run, ui
 
-from appliance.jobs import ACTIVE, COMPLETED, FAILED, QUEUED, RUNNING, Job, QueueFull
+from appliance.domain import ACTIVE, is_canceled
+from appliance.jobdir import MASK, MASK_INPUT, PHOTO, SWATCH
+from appliance.jobs import COMPLETED, FAILED, QUEUED, RUNNING, Job, QueueFull
+from appliance.refs import InputRef
+from appliance.service import CancelOutcome
+from pipeline.stages import PipelineStage
 
 from . import jobfiles
 from .components import (ERROR_TITLES, LOGO, card, chip, clock, colour_block, compare_html, duration, facts_html,
@@ -24,8 +29,7 @@ def load(ctx: Any, job_id: str) -> tuple[Job | None, dict[str, bool], dict[str, 
     if job is None:
         return None, {}, {}, None
     settings = ctx.settings
-    files = {stem: jobfiles.find(settings, job_id, stem) is not None for stem in ("photo", "swatch", "mask")}
-    files["mask-input"] = jobfiles.find(settings, job_id, "mask-input") is not None
+    files = {stem: jobfiles.find(settings, job_id, stem) is not None for stem in (PHOTO, SWATCH, MASK, MASK_INPUT)}
     files["result"] = job.status == COMPLETED and bool(job.result_url)
     position = ctx.store.queue_position(job) if job.status == QUEUED else None
     return job, files, jobfiles.origin(settings, job_id), position
@@ -162,7 +166,7 @@ class JobPanel:
         self.progress = {"bar": bar, "text": text}
 
     def _error(self, job: Job) -> None:
-        canceled = job.error_code == "canceled"
+        canceled = is_canceled(job.status, job.error_code)
         with card(classes="error-panel w-full" + (" canceled" if canceled else "")).props(tid("error")):
             ui.label(ERROR_TITLES.get(job.error_code or "", "Failed")).classes("error-title")
             message = _escape(job.error_message or "no message")
@@ -193,7 +197,7 @@ class JobPanel:
         with card("Inputs", classes="w-full").props(tid("inputs")):
             with ui.element("div").classes("inputs"):
                 self._tile(job, "photo", files, "Photo")
-                if job.texture_url.startswith("#"):
+                if InputRef.parse(job.texture_url).is_colour:
                     raw(f"<figure class='tile'>{colour_block(job.texture_url)}<figcaption>Paint colour"
                         f"</figcaption></figure>")
                 else:
@@ -206,7 +210,7 @@ class JobPanel:
                                           "Paint mask found by the segmenter") + "</figcaption></figure>")
         if job.backends or job.warnings:
             with card("Models", classes="w-full"):
-                order = ["segment", "geometry", "project", "refine"]
+                order = list(PipelineStage)
                 backends = sorted((job.backends or {}).items(), key=lambda kv: order.index(kv[0]) if kv[0] in order
                                   else 9)
                 raw(facts_html([(k.capitalize(), model_name(v)) for k, v in backends]))
@@ -235,10 +239,11 @@ class JobPanel:
 
     # --- actions ---
     async def cancel(self, job: Job) -> None:
-        updated = await run.io_bound(self.ctx.store.request_cancel, job.job_id)
-        if updated is not None and updated.status == FAILED:
+        found = await run.io_bound(self.ctx.service.cancel, job.job_id)
+        outcome = found[1] if found is not None else CancelOutcome.FINISHED
+        if outcome is CancelOutcome.CANCELED:
             ui.notify("Job canceled", type="info")
-        elif updated is not None and updated.status == RUNNING:
+        elif outcome is CancelOutcome.STOPPING:
             ui.notify("Cancel requested: the job stops after its current stage", type="info")
         else:
             ui.notify("The job had already finished", type="warning")
@@ -248,7 +253,7 @@ class JobPanel:
 
     async def retry(self, job: Job) -> None:
         try:
-            new = await run.io_bound(jobfiles.derive, self.ctx, job, kind="retry")
+            new = await run.io_bound(self.ctx.service.retry, job)
         except QueueFull:
             ui.notify(f"The queue is full ({self.ctx.settings.queue_depth} jobs); try again shortly", type="negative")
             return

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Request
 from nicegui import run, ui
 
-from appliance.jobs import ACTIVE
+from appliance.domain import ACTIVE
 
 from . import jobfiles
 from .components import LOGO, card, file_url, frame, raw, short, tid

@@ -18,6 +18,10 @@ from fastapi import Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from appliance.jobdir import MASK, MASK_INPUT, MEDIA, PHOTO, SWATCH
+from appliance.jobs import QueueFull
+from appliance.request_body import read_capped
+
 from . import jobfiles
 from .auth import ConsoleAuth
 
@@ -72,9 +76,9 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
         job = store.get(job_id)
         path: Path | None = None
         headers = dict(private)
-        if name in ("photo", "swatch", "mask"):
+        if name in (PHOTO, SWATCH, MASK):
             path = jobfiles.find(settings, job_id, name) or \
-                (jobfiles.find(settings, job_id, "mask-input") if name == "mask" else None)
+                (jobfiles.find(settings, job_id, MASK_INPUT) if name == MASK else None)
         elif name == "overlay":
             path = jobfiles.overlay(settings, job_id)
         elif name == "thumb" and job is not None:
@@ -89,7 +93,7 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
             return Response(PLACEHOLDER, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
         if path is None:
             return JSONResponse({"error": "not_found"}, status_code=404, headers={"Cache-Control": "no-store"})
-        return FileResponse(path, media_type=jobfiles.MEDIA.get(path.suffix, "application/octet-stream"),
+        return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"),
                             headers=headers)
 
     @app.post("/console/jobs/{job_id}/mask", include_in_schema=False)
@@ -100,8 +104,6 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
         job = store.get(job_id) if JOB_ID.match(job_id) else None
         if job is None:
             return JSONResponse({"error": "job_not_found"}, status_code=404)
-        from appliance.api import read_capped
-
         data = await read_capped(request, MAX_MASK_BODY)
         if not data:
             return JSONResponse({"error": "validation_failed", "message": "mask: empty or too large"}, 400)
@@ -109,11 +111,9 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
 
 
 def _remask(ctx: Any, job: Any, data: bytes) -> Response:
-    from appliance.jobs import QueueFull
-
     try:
         jobfiles.check_mask(ctx.settings, job.job_id, data)
-        new = jobfiles.derive(ctx, job, kind="mask fix", mask_png=data)
+        new = ctx.service.fix_mask(job, data)
     except jobfiles.UploadRejected as exc:
         return JSONResponse({"error": "validation_failed", "message": str(exc)}, status_code=400)
     except FileNotFoundError as exc:

@@ -8,13 +8,15 @@ from typing import Any
 from fastapi import Request
 from nicegui import run, ui
 
+from appliance.domain import ACTIVE, JobStatus, Stage
 from appliance.jobs import COMPLETED, QUEUED, RUNNING, Job
+from pipeline.stages import PipelineStage
 
-from .components import (ERROR_TITLES, LOGO, STATUS_WORDS, ago, clock, duration, file_url, frame, model_name, raw,
+from .components import (CANCELED, ERROR_TITLES, LOGO, STATUS_WORDS, ago, clock, duration, file_url, frame, model_name, raw,
                          render_time, short, stage_label, stage_track_html, state_of, tid, total_time)
 
-FILTERS = [("all", "All"), (QUEUED, "Waiting"), (RUNNING, "Rendering"), (COMPLETED, "Completed"),
-           ("failed", "Failed"), ("canceled", "Canceled")]
+FILTERS = [("all", "All"), (JobStatus.QUEUED, "Waiting"), (JobStatus.RUNNING, "Rendering"),
+           (JobStatus.COMPLETED, "Completed"), (JobStatus.FAILED, "Failed"), (CANCELED, "Canceled")]
 LIMIT = 100
 COLUMNS = [
     {"name": "status", "label": "Status", "field": "status_word", "align": "left"},
@@ -86,8 +88,8 @@ def thumb_link(job: Job, classes: str) -> str:
 
 def thumb_version(job: Job) -> str:
     """Changes when the thumbnail can change: the photo arrives once fetched, the result once finished."""
-    if job.status in (QUEUED, RUNNING):
-        return "none" if job.stage in (None, QUEUED, "starting", "downloading") else "photo"
+    if job.status in ACTIVE:
+        return "none" if job.stage in (None, Stage.QUEUED, Stage.STARTING, Stage.DOWNLOADING) else "photo"
     return state_of(job)
 
 
@@ -222,7 +224,8 @@ class QueuePage:
                 if models:
                     raw("<dl class='facts compact'>" + "".join(
                         f"<dt>{stage.capitalize()}</dt><dd>{model_name(models[stage])}</dd>"
-                        for stage in ("segment", "geometry", "refine") if stage in models)
+                        for stage in (PipelineStage.SEGMENT, PipelineStage.GEOMETRY, PipelineStage.REFINE)
+                        if stage in models)
                         + "</dl>")
             with ui.row().classes("depth-line"):
                 ui.label("Queue").classes("muted")

@@ -12,8 +12,9 @@ from fastapi import Request
 from nicegui import events, run, ui
 
 from appliance.jobs import QueueFull
+from appliance.refs import InputRef, normal_colour
 from pipeline.errors import InputError
-from pipeline.images import parse_colour
+from pipeline.options import bounds
 
 from . import jobfiles
 from .components import LOGO, card, file_url, frame, raw, tid
@@ -101,7 +102,8 @@ class TestRender:
                     with ui.column().classes("w-full gap-1") as self.swatch_box:
                         self.swatch = DropZone(self, "swatch", "Drop a material swatch here",
                                                "a photo of the cladding, brick or stone · tiles seamlessly")
-                        self.swatch_width = ui.number("Swatch width (m), optional", min=0.05, max=20,
+                        low, high = bounds("swatch_width_m")
+                        self.swatch_width = ui.number("Swatch width (m), optional", min=low, max=high,
                                                       step=0.01).classes("w-full").props(tid("swatch-width"))
                         ui.label("The real width the swatch shows: sizes bricks from the doors and windows in "
                                  "the photo (pattern scale is the fallback).").classes("hint")
@@ -116,6 +118,7 @@ class TestRender:
                 with card("3 · Options"):
                     ui.label("Pattern scale").classes("text-weight-medium")
                     with ui.row().classes("w-full items-center no-wrap"):
+                        # A comfortable range for a slider, inside the option's bounds (the API takes 1-400).
                         self.scale = ui.slider(min=4, max=80, step=1, value=24).classes("grow").props(tid("scale"))
                         ui.label().bind_text_from(self.scale, "value", lambda v: f"{v:g}×").classes("mono")
                     ui.label("How many times the swatch repeats across the widest wall.").classes("hint")
@@ -123,9 +126,11 @@ class TestRender:
                     if not refiner:
                         self.refine.disable()
                         ui.label("Needs the GPU model set (not installed on this box).").classes("hint")
-                    self.seed = ui.number("Refinement seed", value=42, min=0, format="%d").classes("w-full")
+                    self.seed = ui.number("Refinement seed", value=42, min=0, max=bounds("refinement_seed")[1],
+                                          format="%d").classes("w-full")
                     self.seed.bind_visibility_from(self.refine, "value")
-                    self.timeout = ui.number("Stage time limit (s), optional", min=1, max=3600).classes("w-full")
+                    self.timeout = ui.number("Stage time limit (s), optional", min=1,
+                                             max=bounds("stage_timeout_seconds")[1]).classes("w-full")
                     ui.space()
                     self.error = ui.label("").classes("form-error").props(tid("submit-error"))
                     self.submit_button = ui.button("Render", icon="play_arrow", on_click=self.submit).props(
@@ -139,8 +144,7 @@ class TestRender:
     def texture(self) -> str | None:
         if self.mode.value == "swatch":
             return self.swatch.ref
-        rgb = parse_colour(self.colour.value or "")
-        return None if rgb is None else "#%02X%02X%02X" % rgb
+        return normal_colour(self.colour.value or "")
 
     def changed(self) -> None:
         paint = self.mode.value == "paint"
@@ -151,6 +155,7 @@ class TestRender:
 
     async def submit(self) -> None:
         texture = self.texture()
+        paint = texture is not None and InputRef.parse(texture).is_colour
         if self.photo.ref is None or texture is None:
             self.error.text = "Add a photo and a swatch (or a paint colour #RRGGBB) first."
             return
@@ -181,14 +186,14 @@ class TestRender:
             with ui.card().classes("panel summary w-full"):
                 with ui.row().classes("w-full items-center no-wrap gap-4"):
                     raw(f"<img class='summary-thumb' src='{file_url(self.draft, 'photo')}' alt='Photo'>")
-                    if texture.startswith("#"):
+                    if paint:
                         raw(f"<div class='summary-thumb' style='background:{texture}'></div>")
                     else:
                         raw(f"<img class='summary-thumb' src='{file_url(self.draft, 'swatch')}' alt='Swatch'>")
                     with ui.column().classes("gap-0"):
                         ui.label(f"Job {job.job_id[:8]}").classes("mono now-id")
                         ui.label(f"{self.photo.line.text.split(' · ')[0]} · "
-                                 + (f"paint {texture}" if texture.startswith("#") else
+                                 + (f"paint {texture}" if paint else
                                     self.swatch.line.text.split(" · ")[0])
                                  + f" · pattern scale {options['real_world_scale']:g}×"
                                  + (" · refinement on" if options["enable_refinement"] else "")).classes("muted")

@@ -14,6 +14,7 @@ start with `.`; anything else raises ValueError (validate ids at the API so a jo
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 __all__ = ["UploadError", "ResultStorage", "object_path", "check_id", "check_png", "PNG_SIGNATURE"]
@@ -30,6 +31,12 @@ class UploadError(Exception):
 @runtime_checkable
 class ResultStorage(Protocol):
     name: str
+    # Capabilities, declared so that no caller branches on `name`:
+    prune_results: bool  # retention deletes the results of pruned jobs from this backend
+
+    def resolve(self, relative_path: str) -> Path | None:
+        """The file behind `/results/<relative_path>` when this box serves its results itself, else None."""
+        ...
 
     def save(self, job_id: str, user_id: str | None, project_id: str | None, png: bytes) -> str:
         """Store the PNG and return its absolute URL. Raises UploadError."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import urllib.parse
 from pathlib import Path, PurePosixPath
 
+from ..atomic import write_atomic
 from . import UploadError, check_png, object_path
 
 log = logging.getLogger(__name__)
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 class LocalStorage:
     name = "local"
+    prune_results = True
 
     def __init__(self, root: Path, public_base_url: str) -> None:
         self.root = Path(root)
@@ -25,20 +26,8 @@ class LocalStorage:
         relative = object_path(job_id, user_id, project_id)
         target = self.root / relative
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Write a hidden temp file beside the target, then rename: a reader sees the old file or the whole
-            # new one, never half. Dot-files are never served by resolve().
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(png)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            # A reader sees the old file or the whole new one, never half; temp dot-files are never served.
+            write_atomic(target, png, durable=True, mode=0o644)
         except OSError as exc:
             raise UploadError(f"could not write result to {target}: {exc.strerror or exc}") from exc
         return f"{self.public_base_url}/results/{urllib.parse.quote(relative)}"

@@ -34,6 +34,7 @@ class _Transient(Exception):
 
 class SupabaseStorage:
     name = "supabase"
+    prune_results = False  # retention does not delete bucket objects (yet)
     backoff_seconds = 0.3  # first pause before a retry; doubles each time
 
     def __init__(
@@ -87,6 +88,10 @@ class SupabaseStorage:
             return f"Supabase Storage unreachable: {_describe(exc)}"
         if not self.signed_url_seconds and not getattr(bucket, "public", False):
             return f"Supabase Storage bucket {self.bucket!r} is not public; set signed_url_seconds or make it public"
+        return None
+
+    def resolve(self, relative_path: str) -> None:
+        """Results live in the bucket: `result_url` points there, this box serves none itself."""
         return None
 
     def close(self) -> None:

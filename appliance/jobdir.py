@@ -1,0 +1,88 @@
+"""A job's own folder (`settings.job_dir(job_id)`): the one place that knows its layout.
+
+    photo.<ext>        the photo as the worker used it (downloaded, or uploaded in the console)
+    swatch.<ext>       the swatch (none for a paint colour)
+    mask.png           the paint mask the pipeline used (white = painted)
+    mask-input.png     a paint mask given to the job (console mask fix, or carried over by a retry)
+    origin.json        what a console job was made from ({"kind": "retry", "parent": ...})
+    .<name>            caches and temp files (thumbnails, overlays): never inputs
+
+The worker keeps the inputs here, the console reads them and the job service links them into derived jobs;
+retention deletes the folder with the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_atomic
+
+PHOTO, SWATCH, MASK, MASK_INPUT = "photo", "swatch", "mask", "mask-input"
+ORIGIN = "origin.json"
+MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif", ".bmp": "image/bmp",
+         ".tiff": "image/tiff"}
+
+
+def extension(kind: str | None) -> str:
+    """The file extension for an image kind from `fetch.image_kind` ("jpeg" -> "jpg")."""
+    return (kind or "bin").replace("jpeg", "jpg")
+
+
+class JobFolder:
+    def __init__(self, settings: Any, job_id: str):
+        self.job_id = job_id
+        self.path: Path = settings.job_dir(job_id)  # ValueError for a malformed id
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def find(self, stem: str) -> Path | None:
+        """The image named `stem`.<ext> (photo, swatch, mask, mask-input), or None."""
+        for path in sorted(self.path.glob(f"{stem}.*")) if self.path.is_dir() else ():
+            if path.suffix in MEDIA and path.is_file():
+                return path
+        return None
+
+    def mask(self) -> Path | None:
+        """The mask the pipeline used, else the one the job was given."""
+        return self.find(MASK) or self.find(MASK_INPUT)
+
+    def write(self, name: str, data: bytes) -> Path:
+        target = self.path / name
+        write_atomic(target, data)
+        return target
+
+    def replace_image(self, stem: str, kind: str, data: bytes) -> str:
+        """Keep `data` as `stem`.<ext of kind>, removing any other `stem`.*; returns the file name."""
+        for old in self.path.glob(f"{stem}.*") if self.path.is_dir() else ():
+            if not old.name.startswith("."):
+                old.unlink(missing_ok=True)
+        name = f"{stem}.{extension(kind)}"
+        self.write(name, data)
+        return name
+
+    def link_in(self, source: Path, stem: str) -> str:
+        """Hard-link (else copy) another job's file in as `stem`<suffix>; returns the new file name."""
+        target = self.path / f"{stem}{source.suffix}"
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+        return target.name
+
+    def origin(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / ORIGIN).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def set_origin(self, made_from: dict[str, Any]) -> None:
+        self.write(ORIGIN, json.dumps(made_from).encode())
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,125 @@
+"""The job API's request body as a pydantic model: FastAPI validates it and publishes its JSON schema.
+
+Extending the body (e.g. a `surfaces` list) is a new field here; its errors come back in the documented
+`{error: "validation_failed", details: {field: reason}}` shape through `problems()`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Iterable, Mapping
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from pipeline.options import RenderOptions, option_problems
+
+from .fetch import check_url_syntax
+from .refs import normal_colour
+
+
+def _http_url(value: str) -> str:
+    reason = check_url_syntax(value)
+    if reason:
+        raise ValueError(reason)
+    return value
+
+
+def _texture(value: str) -> str:
+    """A swatch URL or a paint colour; colours are stored as "#RRGGBB"."""
+    if value.strip().startswith("#"):
+        colour = normal_colour(value)
+        if colour is None:
+            raise ValueError("a paint colour must be written #RRGGBB")
+        return colour
+    reason = check_url_syntax(value)
+    if reason:
+        raise ValueError(reason + " (or give a paint colour #RRGGBB)")
+    return value
+
+
+def _uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError("must be a UUID") from None
+
+
+HttpUrl = Annotated[str, Field(strict=True, json_schema_extra={"format": "uri"}), AfterValidator(_http_url)]
+TextureRef = Annotated[str, Field(strict=True), AfterValidator(_texture)]
+Uuid = Annotated[str, Field(strict=True, json_schema_extra={"format": "uuid"}), AfterValidator(_uuid)]
+
+
+class RenderRequest(BaseModel):
+    """POST /render/jobs. Unknown fields are refused (a typo never passes silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_url: HttpUrl = Field(description="the house photo (http/https)")
+    texture_url: TextureRef = Field(description="the swatch image URL, or a paint colour '#RRGGBB'",
+                                    examples=["https://example.com/swatches/brick.jpg", "#B04A3A"])
+    project_id: Uuid | None = Field(None, description="optional; requires user_id")
+    user_id: Uuid | None = Field(None, description="required when project_id is given", validate_default=True)
+    mask_url: HttpUrl | None = Field(None, description="optional paint mask, same size as the photo, white = paint")
+    options: RenderOptions | None = None
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_with_project(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("project_id") is not None:
+            raise ValueError("required when project_id is given")
+        return value
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "string_type":
+        return "must be a string"
+    if kind == "value_error":  # our validators' own words
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    return error["msg"]
+
+
+def problems(errors: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """FastAPI's validation errors -> {field: reason} ("options.<name>" inside the options, "body" for the body
+    as a whole, the header's name for a header)."""
+    found: dict[str, str] = {}
+    option_errors = []
+    for error in errors:
+        where, *loc = [part for part in error["loc"] if not isinstance(part, int)]
+        if where == "header":
+            found[str(loc[0]) if loc else "header"] = _reason(error)
+        elif not loc:  # the body itself: absent, not JSON, not an object
+            found["body"] = _body_reason(error)
+        elif loc[0] == "options":
+            option_errors.append({**error, "loc": tuple(loc[1:])})
+        else:
+            found.setdefault(str(loc[0]), _reason(error))
+    found.update(option_problems(option_errors))
+    return found
+
+
+def _body_reason(error: Mapping[str, Any]) -> str:
+    if error["type"] in ("json_invalid", "missing"):
+        return "not valid JSON"
+    if isinstance(error.get("input"), (bytes, bytearray)):  # FastAPI reads only JSON content types as JSON
+        return "must be JSON (Content-Type: application/json)"
+    if error["type"] in ("model_attributes_type", "model_type", "dict_type"):
+        return "must be a JSON object"
+    return error["msg"]
+
+
+def validate_request(body: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """A parsed body -> (the job's stored fields, {}) or ({}, {field: reason}): the API's validation without HTTP."""
+    from pydantic import ValidationError
+
+    from .service import JobSpec
+
+    try:
+        request = RenderRequest.model_validate(body)
+    except ValidationError as exc:
+        return {}, problems({**error, "loc": ("body", *error["loc"])} for error in exc.errors())
+    return JobSpec.from_request(request).fields(), {}

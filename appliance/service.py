@@ -1,0 +1,141 @@
+"""The job service: the one way jobs are made and stopped, for the HTTP routes and the console alike.
+
+    submit(spec)        store a queued job and ring the queue (QueueFull, IdempotencyConflict)
+    cancel(job_id)      a queued job ends at once, a running one is flagged
+    retry(job)          a new job with the same inputs (the files the old one kept, linked into its folder)
+    fix_mask(job, png)  the same, with a corrected paint mask
+
+All blocking (job store writes, file links): call from a thread pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pipeline.options import RenderOptions
+
+from .domain import ACTIVE, is_canceled
+from .jobdir import MASK, MASK_INPUT, PHOTO, SWATCH, JobFolder
+from .jobs import Job, JobStore
+from .queue import RenderQueue
+from .refs import InputRef, RefKind, parse_ref
+
+log = logging.getLogger("appliance.service")
+
+# The request fields a job is made of (and that an Idempotency-Key's request hash covers).
+FIELDS = ("image_url", "texture_url", "project_id", "user_id", "mask_url", "options")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a job renders: already validated (by the API's request model, or built by the console)."""
+
+    image: InputRef
+    texture: InputRef
+    mask: InputRef | None = None
+    options: RenderOptions = field(default_factory=RenderOptions)
+    project_id: str | None = None
+    user_id: str | None = None
+
+    @classmethod
+    def from_request(cls, request: Any) -> "JobSpec":
+        """From appliance.schemas.RenderRequest."""
+        return cls(image=InputRef.parse(request.image_url), texture=InputRef.parse(request.texture_url),
+                   mask=parse_ref(request.mask_url), options=request.options or RenderOptions(),
+                   project_id=request.project_id, user_id=request.user_id)
+
+    def fields(self) -> dict[str, Any]:
+        """The job row's columns, as stored."""
+        return {"image_url": str(self.image), "texture_url": str(self.texture),
+                "mask_url": None if self.mask is None else str(self.mask), "project_id": self.project_id,
+                "user_id": self.user_id, "options": self.options.to_dict()}
+
+
+def request_hash(fields: dict[str, Any]) -> str:
+    canonical = json.dumps({k: fields.get(k) for k in FIELDS}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class CancelOutcome(StrEnum):
+    CANCELED = "canceled"  # it was queued (or already canceled): failed / canceled now
+    STOPPING = "stopping"  # it is running: it stops at the next stage boundary
+    FINISHED = "finished"  # it had already ended
+
+
+class JobService:
+    def __init__(self, settings: Any, store: JobStore, queue: RenderQueue):
+        self.settings, self.store, self.queue = settings, store, queue
+
+    def submit(self, spec: JobSpec, *, job_id: str | None = None, idempotency_key: str | None = None,
+               made_from: dict[str, Any] | None = None) -> tuple[Job, bool]:
+        """Store a queued job and enqueue it. Returns (job, created). Raises QueueFull, IdempotencyConflict."""
+        job_id = job_id or str(uuid.uuid4())
+        if made_from:
+            JobFolder(self.settings, job_id).set_origin(made_from)
+        fields = spec.fields()
+        job, created = self.store.create(job_id=job_id, **fields, idempotency_key=idempotency_key,
+                                         request_hash=request_hash(fields) if idempotency_key else None,
+                                         queue_depth=self.settings.queue_depth)
+        if created:
+            try:
+                self.queue.enqueue(job.job_id)
+            except Exception:  # the job is stored: housekeeping re-sends lost queue messages
+                log.exception("job %s: enqueue failed; housekeeping will retry", job.job_id)
+        return job, created
+
+    def cancel(self, job_id: str) -> tuple[Job, CancelOutcome] | None:
+        job = self.store.request_cancel(job_id)
+        if job is None:
+            return None
+        if is_canceled(job.status, job.error_code):
+            return job, CancelOutcome.CANCELED
+        return job, CancelOutcome.STOPPING if job.status in ACTIVE else CancelOutcome.FINISHED
+
+    def retry(self, job: Job) -> Job:
+        return self._derive(job, "retry")
+
+    def fix_mask(self, job: Job, mask_png: bytes) -> Job:
+        """The caller checked the mask (size, paints something) the way the worker will."""
+        return self._derive(job, "mask fix", mask_png)
+
+    def _derive(self, job: Job, kind: str, mask_png: bytes | None = None) -> Job:
+        """A new job with the inputs of `job`, made from the files it kept. Raises FileNotFoundError when an
+        uploaded input is gone, QueueFull."""
+        new_id = str(uuid.uuid4())
+        old, new = JobFolder(self.settings, job.job_id), JobFolder(self.settings, new_id)
+        try:
+            photo = _carry(old, new, InputRef.parse(job.image_url), PHOTO, PHOTO)
+            texture = _carry(old, new, InputRef.parse(job.texture_url), SWATCH, SWATCH)
+            mask_ref = parse_ref(job.mask_url)
+            if mask_png is not None:
+                mask: InputRef | None = InputRef.upload(new.write(f"{MASK_INPUT}.png", mask_png).name)
+            elif mask_ref is None:
+                mask = None
+            else:  # an uploaded mask is in the folder as given; a downloaded one was kept as mask.png
+                kept_as = MASK_INPUT if mask_ref.kind is RefKind.UPLOAD else MASK
+                mask = _carry(old, new, mask_ref, kept_as, MASK_INPUT)
+            spec = JobSpec(image=photo, texture=texture, mask=mask, options=RenderOptions.from_mapping(job.options),
+                           project_id=job.project_id, user_id=job.user_id)
+            return self.submit(spec, job_id=new_id, made_from={"kind": kind, "parent": job.job_id})[0]
+        except BaseException:
+            new.remove()
+            raise
+
+
+def _carry(old: JobFolder, new: JobFolder, ref: InputRef, stem: str, target_stem: str) -> InputRef:
+    """The new job's reference for one input: the file the old job kept (linked into the new folder), else the
+    original URL or colour."""
+    if ref.is_colour:
+        return ref
+    source = old.file(ref.file_name) if ref.file_name else old.find(stem)
+    if source is None or not source.is_file():
+        if ref.kind is RefKind.UPLOAD:
+            raise FileNotFoundError(f"the {stem} of job {old.job_id[:8]} is no longer on this box")
+        return ref
+    return InputRef.upload(new.link_in(source, target_stem))

@@ -298,3 +298,34 @@ def test_worker_records_timeout_then_recycles_when_the_stage_stays_wedged(tmp_pa
         done = store.get(nxt.job_id)
         assert done.status == COMPLETED, done
         assert Image.open(settings.results_dir / "renders" / "anonymous" / f"{nxt.job_id}.png").size == (w, h)
+
+
+# --- the shape: one vocabulary, and who may import whom ---------------------------------------------------------
+
+def test_domain_covers_the_pipeline_vocabulary():
+    from appliance.domain import PROGRESS_SPANS, ErrorCode, Stage
+    from pipeline import errors
+    from pipeline.stages import PipelineStage
+
+    codes = {cls.code for cls in vars(errors).values() if isinstance(cls, type) and hasattr(cls, "code")}
+    assert codes <= set(ErrorCode)
+    assert {str(s) for s in PipelineStage} <= {str(s) for s in Stage}
+    assert set(PROGRESS_SPANS) == set(Stage) - {Stage.QUEUED, Stage.STARTING}
+
+
+def test_import_boundaries():
+    """The console never imports the HTTP module; the serving process never loads the worker module."""
+    import ast
+    import subprocess
+    import sys
+
+    from service_fixtures import ROOT
+
+    for path in (ROOT / "ui").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+            {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "appliance.api" not in names and "appliance.worker" not in names, path
+    probe = ("import sys, appliance.server, appliance.context, appliance.api, ui.pages; "
+             "assert 'appliance.worker' not in sys.modules, 'worker imported'")
+    subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True)

@@ -22,6 +22,8 @@ Per view, the geometry under test gets (photo, true mask); then
   autocorrelation of its row profile, and its robust CoV (1.4826 MAD / median) over patches.
 * fallback: the geometry reported a warning that it fell back to a safe answer (or, for the old geometry, that it
   assumed a direction).
+* confident wrong: the share of walls whose recovered wall (the one covering most of the true wall) has
+  confidence >= 0.8 and whose course angle error is > 5 deg: a wrong plane the geometry did not flag.
 
 Real photos: the labelled US houses (houses/, 29 usable). Paint mask = their wall label (1). Window (3) and garage
 door (5) outlines are rectangles in the wall plane: each polygon edge within 35 deg of the image horizontal and
@@ -57,6 +59,7 @@ from pipeline.project import project_texture  # noqa: E402
 W, H = 1024, 768
 SCALES = {"stripes": 12, "brick": 5}  # swatch repeats across the widest wall: courses ~10-20 px in the render
 FALLBACK_WORDS = ("fallback", "assum", "fronto-parallel")
+CONFIDENT = 0.8  # Wall.confidence at or above which a wall counts as sure of its plane
 
 
 def shared_dir() -> Path:
@@ -180,6 +183,15 @@ def wall_of(geo, true_mask) -> np.ndarray:
     for k, wall in enumerate(geo.walls):
         lab[np.asarray(wall.mask, bool) & true_mask & (lab < 0)] = k
     return lab
+
+
+def confidence_of(geo, true_mask) -> float:
+    """Confidence of the recovered wall that covers most of the true wall (nan: none covers it)."""
+    lab = wall_of(geo, true_mask)
+    counts = [int((lab == k).sum()) for k in range(len(geo.walls))]
+    if not counts or max(counts) == 0:
+        return float("nan")
+    return float(geo.walls[int(np.argmax(counts))].confidence)
 
 
 def analytic(geo, true_mask, Ht, shape) -> tuple[float, float]:
@@ -306,7 +318,8 @@ def run_synthetic(geometry, args, data: Path) -> dict:
         for (tex, lab), m, Ht in zip(src, masks, Hts):
             if m.sum() < 0.01 * W * H:
                 continue
-            row = {"fallback": fell, "view": "+".join(pick), "warnings": geo.warnings}
+            row = {"fallback": fell, "view": "+".join(pick), "warnings": geo.warnings,
+                   "confidence": confidence_of(geo, m)}
             row["angle"], row["cov"] = analytic(geo, m, Ht, lab.shape)
             if renders:
                 row["r_stripes"], row["r_cov"] = rendered(renders["stripes"], m, Ht, lab.shape, True)
@@ -376,7 +389,8 @@ def summary(vals) -> str:
 
 def report(name: str, syn: dict, houses: dict) -> None:
     print(f"\n## {name}")
-    print("| views | n | angle error deg: median p95 max >2deg >5deg | period CoV median p95 | fallback |")
+    print("| views | n | angle error deg: median p95 max >2deg >5deg | period CoV median p95 | fallback "
+          "| confident wrong |")
     for kind in ("single", "corner"):
         rows = syn["rows"][kind]
         if not rows:
@@ -384,19 +398,22 @@ def report(name: str, syn: dict, houses: dict) -> None:
         cov = np.asarray([r["cov"] for r in rows if np.isfinite(r["cov"])])
         fb = 100 * np.mean([r["fallback"] for r in rows])
         covs = f"{np.median(cov):.4f} {np.percentile(cov, 95):.4f}" if len(cov) else "n/a"
-        print(f"| {kind} walls (analytic) | {len(rows)} | {summary(r['angle'] for r in rows)} | {covs} | {fb:.1f}% |")
+        # confident wrong plane: the wall says it is sure (confidence >= CONFIDENT) and its courses are > 5 deg off
+        cw = 100 * np.mean([r["confidence"] >= CONFIDENT and r["angle"] > 5 for r in rows])
+        print(f"| {kind} walls (analytic) | {len(rows)} | {summary(r['angle'] for r in rows)} | {covs} | {fb:.1f}% "
+              f"| {cw:.1f}% |")
         if "r_stripes" in rows[0]:
             rc = np.asarray([r["r_cov"] for r in rows if np.isfinite(r["r_cov"])])
             rcs = f"{np.median(rc):.4f} {np.percentile(rc, 95):.4f}" if len(rc) else "n/a"
             print(f"| {kind} walls, rendered stripes | {len(rows)} | {summary(r['r_stripes'] for r in rows)} | "
-                  f"{rcs} | |")
-            print(f"| {kind} walls, rendered brick | {len(rows)} | {summary(r['r_brick'] for r in rows)} | | |")
+                  f"{rcs} | | |")
+            print(f"| {kind} walls, rendered brick | {len(rows)} | {summary(r['r_brick'] for r in rows)} | | | |")
     worst = sorted(syn["rows"]["single"] + syn["rows"]["corner"], key=lambda r: -np.nan_to_num(r["angle"]))[:5]
     print("worst views: " + ", ".join(f"{r['view']} {r['angle']:.1f}" for r in worst))
     e = houses["errors"]
     if len(e):
-        print(f"| US houses: opening edges vs courses | {len(e)} edges | {summary(e)} | | |")
-        print(f"| US houses: same edges vs image level | {len(e)} edges | {summary(houses['level'])} | | |")
+        print(f"| US houses: opening edges vs courses | {len(e)} edges | {summary(e)} | | | |")
+        print(f"| US houses: same edges vs image level | {len(e)} edges | {summary(houses['level'])} | | | |")
     t = np.asarray(syn["times"]) * 1000
     if len(t):
         print(f"geometry time at {W}x{H}: p50 {np.median(t):.0f} ms, p95 {np.percentile(t, 95):.0f} ms "

@@ -43,6 +43,23 @@ FOCAL_PRIOR_SIGMA = 0.35  # spread of real cameras' focal lengths around DEFAULT
 VP_ANGLE = 0.001  # typical angular error (rad) of a vanishing point's direction, seen from the image centre
 MIN_MASK_PIXELS = 64
 MIN_MASK_FRACTION = 0.001
+# Level snap. Most house photos are taken facing the wall, and a wall that faces the camera has courses within a
+# few degrees of its fronto-parallel direction (level, perpendicular to the verticals). When the horizontal
+# vanishing point found on a single wall turns the courses by no more than SNAP_LEVEL_DEG from that direction
+# anywhere on the wall AND it rests on little line evidence (total inlier length below SNAP_MAX_SUPPORT, in units of
+# the image's long side: about two lines across the whole image), it is far more often a frontal wall pulled off by
+# a few sloped roof edges, eaves or clutter than a real slightly-turned wall; the fronto-parallel answer then errs
+# by at most SNAP_LEVEL_DEG, while the weak fit can be off by much more. Plenty of course lines (a genuinely yawed
+# wall, or a frontal wall whose lines already agree) are never snapped. Tuned on bench/geometry.py: the US houses'
+# opening edges agree much better with snapped courses, while the synthetic single walls (yaw spread evenly over
+# +-50 deg, so few are frontal) keep their p95.
+SNAP_LEVEL_DEG = 8.0
+SNAP_MAX_SUPPORT = 1.9
+# Wall.confidence for the safe answers: a snapped wall (fronto-parallel courses chosen over weak lines), a wall
+# without any horizontal vanishing point, and the no-lines / tiny-mask fallback. Line-based walls keep 1.0.
+SNAPPED_CONFIDENCE = 0.5
+NO_COURSES_CONFIDENCE = 0.4
+FALLBACK_CONFIDENCE = 0.2
 
 
 class _Segments:
@@ -205,7 +222,7 @@ class LineGeometry:
         n_mask = int(mask.sum())
         if n_mask == 0:
             warnings.append("geometry: the mask is empty; nothing to rectify")
-            return Geometry([Wall(mask.copy(), np.eye(3), 0.0)], NAME, warnings)
+            return Geometry([Wall(mask.copy(), np.eye(3), 0.0, confidence=0.0)], NAME, warnings)
         if n_mask < max(MIN_MASK_PIXELS, MIN_MASK_FRACTION * h * w):
             warnings.append(f"geometry: the mask is too small ({n_mask} px) to estimate perspective; "
                             "assuming a fronto-parallel wall")
@@ -283,6 +300,21 @@ class LineGeometry:
             warnings.append("geometry: no vertical vanishing point; assuming the camera is upright")
         if not vh:
             warnings.append("geometry: no horizontal vanishing point on the wall; assuming it faces the camera")
+        snapped = False
+        if split is None and vh:
+            turn = self._course_turn(K, Kinv, to_px(vv) if vv is not None else None, to_px(vh[0][0]), xs, ys)
+            support_len = float(seg.length[vh[0][1]].sum())
+            if turn <= SNAP_LEVEL_DEG and support_len < SNAP_MAX_SUPPORT:
+                warnings.append(f"geometry: the wall's courses are within {turn:.1f} deg of level on little line "
+                                f"evidence ({support_len:.2f} image widths); snapped to level, assuming the wall "
+                                "faces the camera")
+                vh = []
+                snapped = True
+                # the focal length no longer has the (doubtful) horizontal vanishing point's say
+                f = _focal_from_pairs([])
+                fpx = f * L
+                K = np.array([[fpx, 0, cx], [0, fpx, cy], [0, 0, 1.0]])
+                Kinv = np.linalg.inv(K)
 
         def support(wall_mask: np.ndarray, hor_idx) -> np.ndarray:
             """End points (full-resolution pixels) of the line segments that lie on this wall: the inliers of
@@ -301,7 +333,8 @@ class LineGeometry:
             anchor = np.array([xs.mean(), ys.mean(), 1.0])
             H = self._wall_h(K, Kinv, anchor, to_px(vv) if vv is not None else None,
                              to_px(vh[0][0]) if vh else None)
-            walls = [Wall(mask, H)]
+            conf = 1.0 if vh else (SNAPPED_CONFIDENCE if snapped else NO_COURSES_CONFIDENCE)
+            walls = [Wall(mask, H, confidence=conf)]
             self._translate(walls, [support(mask, vh[0][1] if vh else None)], warnings)
             return Geometry(walls, NAME, warnings)
 
@@ -379,6 +412,28 @@ class LineGeometry:
         return left_mask, right_mask, anchor, left, right
 
     @staticmethod
+    def _course_turn(K, Kinv, vv_px, vh_px, xs, ys) -> float:
+        """How far (deg, in the image) the horizontal vanishing point vh_px turns the courses away from the
+        fronto-parallel ones (the camera's x axis made perpendicular to the vertical, what `_wall_h` uses without a
+        horizontal vanishing point), the largest over the wall's four quarters (10th / 90th percentile of its
+        pixels' x and y)."""
+        r_v = Kinv @ vv_px if vv_px is not None else np.array([0.0, 1.0, 0.0])
+        r_v = r_v / np.linalg.norm(r_v)
+        r_h0 = np.array([1.0, 0.0, 0.0]) - r_v[0] * r_v
+        v0 = K @ r_h0
+        px = np.percentile(xs, [10, 90])
+        py = np.percentile(ys, [10, 90])
+        worst = 0.0
+        for x in px:
+            for y in py:
+                p = np.array([x, y])
+                d1 = vh_px[:2] - p * vh_px[2]
+                d0 = v0[:2] - p * v0[2]
+                c = abs(float(d1 @ d0)) / max(float(np.linalg.norm(d1) * np.linalg.norm(d0)), 1e-12)
+                worst = max(worst, math.degrees(math.acos(min(1.0, c))))
+        return worst
+
+    @staticmethod
     def _wall_h(K, Kinv, anchor, vv_px, vh_px) -> np.ndarray:
         X0 = Kinv @ anchor
         q = X0 / X0[2]
@@ -433,7 +488,7 @@ class LineGeometry:
     def _fallback(mask: np.ndarray, warnings: list[str]) -> Geometry:
         xs = np.nonzero(mask.any(axis=0))[0]
         width = float(xs[-1] - xs[0] + 1) if len(xs) else 0.0
-        return Geometry([Wall(mask.copy(), np.eye(3), width)], NAME, warnings)
+        return Geometry([Wall(mask.copy(), np.eye(3), width, confidence=FALLBACK_CONFIDENCE)], NAME, warnings)
 
 
 def _rect_extent(H: np.ndarray, mask: np.ndarray, support: np.ndarray | None = None):

@@ -292,3 +292,93 @@ def test_real_photos_do_not_crash(shared_dir):
         assert 1 <= len(geo.walls) <= 2
         for wall in geo.walls:
             assert np.all(np.isfinite(wall.homography)) and wall.width > 0
+
+
+# -- weak evidence: the safe answer, flagged; strong evidence: never overridden ---------------------------------
+def course_error_deg(H_est, H_true, tex_shape):
+    """Largest angle (deg) over the wall between the true course direction in the image (the texture's x axis)
+    and the recovered one (the rectified frame's x axis)."""
+    th, tw = tex_shape[:2]
+    gx, gy = np.meshgrid(np.linspace(0.05, 0.95, 7) * tw, np.linspace(0.05, 0.95, 5) * th)
+    worst = 0.0
+    Hi = np.linalg.inv(H_est)
+    for x, y in zip(gx.ravel(), gy.ravel()):
+        a, b = apply(H_true, np.array([[x - 1, x + 1], [y, y]]))[:, [0, 1]].T
+        d_true = b - a
+        q = apply(H_est, ((a + b) / 2)[:, None])[:, 0]
+        c0, c1 = apply(Hi, np.array([[q[0] - 0.5, q[0] + 0.5], [q[1], q[1]]])).T
+        d_est = c1 - c0
+        cos = abs(d_true @ d_est) / (np.linalg.norm(d_true) * np.linalg.norm(d_est))
+        worst = max(worst, float(np.degrees(np.arccos(min(1.0, cos)))))
+    return worst
+
+
+def plain_wall(w=800, h=400, seed=3):
+    """Stucco with a few vertical trim boards: verticals, but no course lines of its own."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = (205, 195, 175)
+    img += rng.normal(0, 5, (h, w, 1))
+    img = cv2.GaussianBlur(img, (0, 0), 1.0)
+    for x in np.linspace(0.08, 0.92, 5) * w:
+        cv2.rectangle(img, (int(x) - 6, 0), (int(x) + 6, h), (120, 100, 80), -1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_near_frontal_wall_under_sloped_roof_edges_snaps_to_level():
+    """A frontal wall without course lines of its own, under an eave whose edges run at 4 degrees (a sagging or
+    pitched fascia): those edges are the only near-horizontal lines. Following them would tilt every course by
+    4 degrees; the safe answer is level courses, flagged with a warning and a lowered confidence."""
+    tex = plain_wall()
+    centre = np.array([0, -0.5, 14.0])
+    img, regions, Hs = render(camera(900), look_at([0, 0, 1.0]), [single_wall(tex, centre, 10, 0.0)])
+    ys, xs = np.nonzero(regions[0])
+    x0, x1, y0 = xs.min() - 20, xs.max() + 20, ys.min()
+    slope = np.tan(np.radians(4.0))
+    roof = np.zeros((H, W), np.uint8)
+    for k, (off, colour) in enumerate(((0, (60, 50, 45)), (14, (200, 200, 195)), (24, (70, 60, 55)))):
+        bottom = y0 + 40 - off  # three parallel sloped edges: the fascia's bottom and two shingle courses
+        poly = np.array([[x0, y0 - 60], [x1, y0 - 60], [x1, bottom + (x1 - x0) * slope], [x0, bottom]], np.int32)
+        cv2.fillPoly(img, [poly], colour)
+        if k == 0:
+            cv2.fillPoly(roof, [poly], 1)
+    mask = regions[0] & (roof == 0)
+    geo = LineGeometry().estimate(img, mask)
+    assert len(geo.walls) == 1
+    assert any("snapped to level" in w for w in geo.warnings), geo.warnings
+    assert geo.walls[0].confidence < 0.8
+    assert course_error_deg(geo.walls[0].homography, Hs[0], tex.shape) <= 1.0
+
+
+def test_no_usable_lines_falls_back_with_low_confidence():
+    img = np.full((H, W, 3), 140, np.uint8)
+    mask = np.zeros((H, W), bool)
+    mask[150:650, 200:850] = True
+    geo = LineGeometry().estimate(img, mask)
+    assert len(geo.walls) == 1
+    assert np.allclose(geo.walls[0].homography / geo.walls[0].homography[2, 2], np.eye(3))
+    assert any("fronto-parallel" in w for w in geo.warnings)
+    assert geo.walls[0].confidence < 0.8
+
+
+def test_yawed_low_wall_with_many_courses_is_not_snapped():
+    """A long, low wall turned 30 degrees, seen from its mid-height: its courses are within a few degrees of level
+    in the image (so the angle gate alone would snap it), but dozens of siding lines say clearly where they go."""
+    w, h = 1200, 240
+    rng = np.random.default_rng(4)
+    tex = np.empty((h, w, 3), np.float32)
+    tex[:] = (170, 185, 200)
+    tex += rng.normal(0, 4, (h, w, 1))
+    for y in range(0, h, 16):  # lap siding: a shadow line under each board
+        cv2.rectangle(tex, (0, y + 12), (w, y + 15), (95, 105, 120), -1)
+    for x in np.linspace(0.1, 0.9, 5) * w:  # a few windows' vertical casings
+        cv2.rectangle(tex, (int(x) - 30, 40), (int(x) + 30, 200), (240, 240, 235), -1)
+        cv2.rectangle(tex, (int(x) - 22, 48), (int(x) + 22, 192), (45, 55, 70), -1)
+    tex = np.clip(tex, 0, 255).astype(np.uint8)
+    centre = np.array([0, 0.0, 18.0])
+    img, regions, Hs = render(camera(800), look_at(centre), [single_wall(tex, centre, 16, np.radians(30))])
+    geo = LineGeometry().estimate(img, regions[0])
+    assert len(geo.walls) == 1
+    assert not any("snapped" in w for w in geo.warnings), geo.warnings
+    assert geo.walls[0].confidence >= 0.8
+    assert course_error_deg(geo.walls[0].homography, Hs[0], tex.shape) <= 2.0

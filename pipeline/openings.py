@@ -61,9 +61,13 @@ def straighten_openings(surfaces: dict[str, np.ndarray]) -> dict[str, np.ndarray
             cv2.fillConvexPoly(filled, quad, 1)
             grown[y:y + h, x:x + w] = (grown[y:y + h, x:x + w] & (labels[y:y + h, x:x + w] != i)) | filled.astype(bool)
         out[name] = grown
-    for name in OPENINGS:  # openings win over the wall and trim where they grew
+    # where they grew, openings win over the other surfaces; among themselves, in OPENINGS order
+    claimed = np.zeros(shape, bool)
+    for name in OPENINGS:
         if name in out:
-            for other in out:
-                if other != name and other not in OPENINGS[:OPENINGS.index(name) + 1]:
-                    out[other] = out[other] & ~out[name]
+            out[name] = out[name] & ~claimed
+            claimed |= out[name]
+    for other in out:
+        if other not in OPENINGS:
+            out[other] = out[other] & ~claimed
     return out

@@ -24,21 +24,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dataclasses import dataclass, field
+
 import cv2
 import numpy as np
 
-from dataclasses import dataclass, field
-
-from .facade_parser import (ADE_GROUPS, CLASSES, N_FEAT, PAINT_CLASS, SURFACES, FacadeParser, ade_groups,
-                            load_facade_parser, parse)
+from .facade_parser import (CLASSES, N_FEAT, SURFACES, FacadeParser, ade_groups, load_facade_parser,
+                            parse)
 from .models import require
 from .openings import straighten_openings
 
 ADE_SIDE = 513
 DEFAULT_SIDE = 512  # long side the facade parser runs at
 _SURFACE_IDX = [CLASSES.index(s) for s in SURFACES]
-# Guided filter: window radius as a share of the photo's long side at the parser's size (2 px at 512 px) and
-# the regulariser (larger = smoother, closer to the bilinear result; in units of the [0, 1] guide's variance).
+_WALL = SURFACES.index("wall")
+# Guided filter: window radius in pixels at the parser's working size (2 px at 512 px = 4 px on a 1024 px photo)
+# and the regulariser (larger = smoother, closer to the bilinear result; in units of the [0, 1] guide's variance).
 GUIDE_RADIUS = 2
 GUIDE_EPS = 1e-3
 
@@ -153,16 +154,14 @@ class EmbeddedSegmenter:
         image = _as_rgb(image)
         return parser_probabilities(self.parser, image, self.ade.context(image), self.side)
 
-    def surface_probabilities(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        """uint8 RGB (H, W, 3) -> {surface: float32 (H, W) probability} for SURFACES, at the photo's size,
-        upsampled edge-aware (guided by the photo)."""
+    def surface_probabilities(self, image: np.ndarray) -> np.ndarray:
+        """uint8 RGB (H, W, 3) -> float32 (H, W, len(SURFACES)) probabilities, channels in SURFACES order, at
+        the photo's size, upsampled edge-aware (guided by the photo)."""
         image = _as_rgb(image)
-        probs = self.class_probabilities(image)[..., _SURFACE_IDX]
-        full = guided_upsample(probs, image)
-        return {name: full[..., i] for i, name in enumerate(SURFACES)}
+        return guided_upsample(self.class_probabilities(image)[..., _SURFACE_IDX], image)
 
     def paint_probability(self, image: np.ndarray) -> np.ndarray:
-        return self.surface_probabilities(image)["wall"]
+        return np.ascontiguousarray(self.surface_probabilities(image)[..., _WALL])
 
 
 def guided_upsample(probs: np.ndarray, image: np.ndarray, radius: int = GUIDE_RADIUS,
@@ -249,11 +248,10 @@ def segment_surfaces(image: np.ndarray, segmenter, threshold: float = 0.5) -> Se
     if not hasattr(segmenter, "surface_probabilities"):
         paint = segment(image, segmenter, threshold)
         return Segmentation(paint, {"wall": paint})
-    probs = segmenter.surface_probabilities(image)
-    paint = clean_mask(probs["wall"] > threshold)
-    stack = np.stack([probs[name] for name in SURFACES], -1)
-    rest = np.clip(1.0 - stack.sum(-1), 0.0, 1.0)  # sky, vegetation, ground, other
-    best = np.argmax(np.concatenate([stack, rest[..., None]], -1), -1)
+    probs = segmenter.surface_probabilities(image)  # (H, W, len(SURFACES))
+    paint = clean_mask(probs[..., _WALL] > threshold)
+    rest = np.clip(1.0 - probs.sum(-1), 0.0, 1.0)  # sky, vegetation, ground, other
+    best = np.argmax(np.concatenate([probs, rest[..., None]], -1), -1)
     surfaces = {"wall": paint}
     for i, name in enumerate(SURFACES):
         if name != "wall":

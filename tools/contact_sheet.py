@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -52,19 +51,10 @@ def centre_crop_2x(image: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(crop, (width, round(ch * width / cw)), interpolation=cv2.INTER_LINEAR)
 
 
-def model_folder() -> Path:
-    if os.environ.get("RENDER_MODEL_DIR"):
-        return Path(os.environ["RENDER_MODEL_DIR"])
-    from pipeline.models import install_from
-
-    dest = Path(tempfile.mkdtemp(prefix="render-models-"))
-    install_from(SHARED / "models", dest, log=lambda _m: None)
-    return dest
-
-
 def main(argv: list[str] | None = None) -> int:
     import torch
 
+    from bench.pipeline import model_folder
     from pipeline import Pipeline
     from pipeline.geometry import LineGeometry
     from pipeline.segment import EmbeddedSegmenter

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .stages import Geometry, Wall
+from .stages import Geometry, VanishingPoints, Wall
 
 NAME = "embedded:lsd-vanishing-points"
 DETECT_SIDE = 640  # long side of the image the segments are detected on
@@ -316,6 +316,10 @@ class LineGeometry:
                 K = np.array([[fpx, 0, cx], [0, fpx, cy], [0, 0, 1.0]])
                 Kinv = np.linalg.inv(K)
 
+        def measured() -> VanishingPoints:
+            # a snapped direction was assumed, not measured: it is not passed on (vh is empty then)
+            return VanishingPoints(to_px(vv) if vv is not None else None, [to_px(v[0]) for v in vh])
+
         def support(wall_mask: np.ndarray, hor_idx) -> np.ndarray:
             """End points (full-resolution pixels) of the line segments that lie on this wall: the inliers of
             its horizontal vanishing point with their midpoints on/near its mask."""
@@ -336,7 +340,7 @@ class LineGeometry:
             conf = 1.0 if vh else (SNAPPED_CONFIDENCE if snapped else NO_COURSES_CONFIDENCE)
             walls = [Wall(mask, H, confidence=conf)]
             self._translate(walls, [support(mask, vh[0][1] if vh else None)], warnings)
-            return Geometry(walls, NAME, warnings)
+            return Geometry(walls, NAME, warnings, measured())
 
         left_mask, right_mask, anchor, left_i, right_i = split
         walls = []
@@ -345,7 +349,7 @@ class LineGeometry:
             walls.append(Wall(m_k, Hk))
         self._translate(walls, [support(left_mask, vh[left_i][1]), support(right_mask, vh[right_i][1])],
                         warnings, unrolled=True)
-        return Geometry(walls, NAME, warnings)
+        return Geometry(walls, NAME, warnings, measured())
 
     # -- pieces -----------------------------------------------------------------------------------------------
     def _split(self, seg, vv, vh, mask, xs, ys, cx, cy, L):

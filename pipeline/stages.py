@@ -44,10 +44,20 @@ class Wall:
 
 
 @dataclass
+class VanishingPoints:
+    """The directions a line method measured (never ones it assumed): homogeneous image pixels. Other geometry
+    methods (the GPU depth path) take these as cues instead of reverse-engineering walls or warning texts."""
+
+    vertical: np.ndarray | None = None
+    horizontal: list[np.ndarray] = field(default_factory=list)  # one per wall direction, 0 to 2
+
+
+@dataclass
 class Geometry:
     walls: list[Wall]
     backend: str
     warnings: list[str] = field(default_factory=list)
+    vanishing: VanishingPoints | None = None  # what the lines measured; None when no line method ran
 
 
 class GeometryEstimator(Protocol):

@@ -382,3 +382,49 @@ def test_yawed_low_wall_with_many_courses_is_not_snapped():
     assert not any("snapped" in w for w in geo.warnings), geo.warnings
     assert geo.walls[0].confidence >= 0.8
     assert course_error_deg(geo.walls[0].homography, Hs[0], tex.shape) <= 2.0
+
+
+def _angle_deg(K, vp, direction):
+    """Angle between a vanishing point (homogeneous pixels) and the 3-D camera-frame direction it should be."""
+    ray = np.linalg.solve(K, vp)
+    cos = abs(ray @ direction) / (np.linalg.norm(ray) * np.linalg.norm(direction))
+    return float(np.degrees(np.arccos(min(1.0, cos))))
+
+
+def test_measured_vanishing_points_are_reported(facades):
+    """The vanishing points behind the walls are part of the result (the GPU depth path takes them as cues), and
+    they are the true directions of the scene: the vertical and each wall's courses."""
+    (ta, _), (tb, _) = facades
+    corner_top = np.array([0, -4.0, 10])
+    walls = corner_walls(ta, tb, corner_top)
+    K, R = camera(750), look_at(corner_top + np.array([0, 2.5, 4]))
+    img, regions, _ = render(K, R, walls)
+    geo = LineGeometry().estimate(img, regions[0] | regions[1])
+    assert geo.vanishing is not None and geo.vanishing.vertical is not None
+    assert _angle_deg(K, geo.vanishing.vertical, R @ np.array([0, 1.0, 0])) < 1.0
+    assert len(geo.vanishing.horizontal) == 2
+    truth = [R @ e_u for _tex, _origin, e_u, _m in walls]
+    for vp in geo.vanishing.horizontal:
+        assert min(_angle_deg(K, vp, d) for d in truth) < 1.5
+
+
+def test_assumed_directions_are_not_reported_as_measured():
+    """A fallback (no lines) or a snap to level assumes the wall faces the camera: no horizontal vanishing point
+    may be passed on as if it had been measured."""
+    img = np.full((H, W, 3), 140, np.uint8)
+    mask = np.zeros((H, W), bool)
+    mask[150:650, 200:850] = True
+    assert LineGeometry().estimate(img, mask).vanishing is None
+    tex = plain_wall()
+    centre = np.array([0, -0.5, 14.0])
+    img, regions, _ = render(camera(900), look_at([0, 0, 1.0]), [single_wall(tex, centre, 10, 0.0)])
+    ys, xs = np.nonzero(regions[0])
+    slope = np.tan(np.radians(4.0))
+    x0, x1, y0 = xs.min() - 20, xs.max() + 20, ys.min()
+    poly = np.array([[x0, y0 - 60], [x1, y0 - 60], [x1, y0 + 40 + (x1 - x0) * slope], [x0, y0 + 40]], np.int32)
+    cv2.fillPoly(img, [poly], (60, 50, 45))
+    roof = np.zeros((H, W), np.uint8)
+    cv2.fillPoly(roof, [poly], 1)
+    geo = LineGeometry().estimate(img, regions[0] & (roof == 0))
+    assert any("snapped to level" in w for w in geo.warnings), geo.warnings
+    assert geo.vanishing is not None and geo.vanishing.horizontal == []

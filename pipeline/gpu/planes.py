@@ -30,21 +30,13 @@ class LineCues:
 
 
 def line_cues(lines: Geometry | None, shape: tuple[int, int]) -> LineCues:
-    """Vanishing points behind LineGeometry's walls (none for its fallbacks: identity homography, or a warning that
-    says the direction was assumed)."""
+    """The vanishing points the line method measured (none when it fell back or assumed a direction), with a focal
+    length from their orthogonality."""
     cues = LineCues()
-    if lines is None:
+    if lines is None or lines.vanishing is None:
         return cues
-    said = " ".join(lines.warnings).lower()
-    walls = [w for w in lines.walls if not np.allclose(w.homography, np.eye(3))]
-    if not walls or "no usable straight lines" in said:
-        return cues
-    for wall in walls:
-        Hinv = np.linalg.inv(wall.homography)
-        if cues.vertical is None and "no vertical vanishing point" not in said:
-            cues.vertical = Hinv @ np.array([0.0, 1.0, 0.0])
-        if "no horizontal vanishing point" not in said:
-            cues.horizontal.append(Hinv @ np.array([1.0, 0.0, 0.0]))
+    cues.vertical = lines.vanishing.vertical
+    cues.horizontal = list(lines.vanishing.horizontal)
     h, w = shape
     c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
     pairs = [(cues.vertical, v) for v in cues.horizontal]

@@ -37,8 +37,10 @@ def create_app(settings: Settings, *, with_worker: bool | None = None):
 
     from .api import install
     from .context import build_context
+    from .docs import install_docs
 
     ctx = build_context(settings, with_worker=with_worker)
+    install_docs(app)
     install(app, ctx)
     register_ui(app, ctx)
     if ctx.supervisor is not None:
@@ -57,7 +59,8 @@ def _prepare_nicegui_env(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Blocking: uvicorn via ui.run (reload=False, show=False), /docs on, the worker supervised alongside."""
+    """Blocking: uvicorn via ui.run (reload=False, show=False), the worker supervised alongside. /docs is ours
+    (appliance.docs: offline assets), so NiceGUI's fastapi_docs stays off."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     create_app(settings)
     from nicegui import ui
@@ -65,7 +68,5 @@ def serve(settings: Settings) -> None:
     log.info("render appliance on http://%s:%d (public %s), data in %s", settings.host, settings.port,
              settings.base_url, settings.data_dir)
     ui.run(host=settings.host, port=settings.port, reload=False, show=False, title="Render appliance",
-           fastapi_docs={"title": "Render appliance API", "version": "1",
-                         "description": "Photo + texture swatch (or paint colour #RRGGBB) -> the house re-clad. "
-                                        "See the render endpoints for the job contract."},
+           fastapi_docs=False,
            show_welcome_message=False, uvicorn_logging_level="warning", reconnect_timeout=10.0)

@@ -9,6 +9,8 @@ POST /render/jobs {image_url, texture_url, project_id?, user_id?, mask_url?, opt
     401 {error: "unauthorized"}                                (api_key configured, bearer missing/wrong)
     409 {error: "idempotency_conflict"}                        (Idempotency-Key reused with another payload)
     503 {error: "queue_full"} + Retry-After                    (queue.depth jobs queued or running)
+GET /render/jobs?project_id=&user_id=&status=&limit=&cursor=                      (appliance.listing)
+    200 {jobs: [the jobs as GET /render/jobs/{job_id} shows them], next_cursor}: newest first, limit <= 100
 GET /render/jobs/{job_id}
     200 {job_id, status: processing | completed | failed, ...}; processing: stage, progress (0-1), and
         queue_position while waiting; completed: result_url; failed: error_code, error_message
@@ -29,7 +31,7 @@ import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Callable
 
-from fastapi import APIRouter, FastAPI, Header, Request
+from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -41,7 +43,8 @@ from .domain import ACTIVE, PROCESSING, ErrorCode, JobStatus, Stage
 from .jobs import IdempotencyConflict, Job, JobStore, QueueFull
 from .readiness import readiness
 from .request_body import read_capped
-from .schemas import RenderRequest, problems
+from .listing import list_page
+from .schemas import ListQuery, RenderRequest, problems
 from .service import CancelOutcome, JobSpec
 
 MAX_BODY = 64 * 1024
@@ -161,6 +164,11 @@ _POST_DOCS = {**_doc(201, "accepted", {"job_id": "4f0d…", "status": "processin
 _GET_DOCS = {**_doc(200, "the job: processing (stage, progress, queue_position) | completed (result_url) | failed "
                          f"(error_code in {', '.join(ErrorCode)}; error_message)", _JOB_EXAMPLE),
              **_doc(404, "unknown job", {"error": "job_not_found"})}
+_LIST_DOCS = {**_doc(200, "a page of jobs (poll bodies), newest first; next_cursor is null on the last page",
+                      {"jobs": [_JOB_EXAMPLE], "next_cursor": "WzE3…"}),
+              **_doc(400, "invalid filter, limit or cursor", {"error": "validation_failed",
+                                                               "details": {"limit": "Input should be less than or "
+                                                                                    "equal to 100"}})}
 _CANCEL_DOCS = {**_doc(200, "canceled (it was queued) or already canceled", _JOB_EXAMPLE),
                 **_doc(202, "running: it stops at the next stage boundary", _JOB_EXAMPLE),
                 **_doc(409, "already finished", {"error": "job_finished"}),
@@ -210,6 +218,11 @@ def job_router(ctx: AppContext) -> APIRouter:
     @router.post("/render/jobs", status_code=201, responses=_POST_DOCS, summary="Start a render job")
     async def post_job(body: RenderRequest, idempotency_key: IdempotencyKey = None) -> Response:
         return await run_in_threadpool(create, JobSpec.from_request(body), idempotency_key)
+
+    @router.get("/render/jobs", responses=_LIST_DOCS, summary="List jobs, newest first")
+    async def list_jobs(query: Annotated[ListQuery, Query()]) -> Response:
+        page = await run_in_threadpool(list_page, store, query, lambda job: job_view(job, store))
+        return JSONResponse(page)
 
     @router.get("/render/jobs/{job_id}", responses=_GET_DOCS, summary="A job's status")
     async def get_job(job_id: str) -> Response:

@@ -232,6 +232,26 @@ class JobStore:
         rows = self._db.execute(_SELECT + where + " ORDER BY created_at DESC LIMIT ?", params + (limit,)).fetchall()
         return [Job.from_row(r) for r in rows]
 
+    def page(self, *, project_id: str | None = None, user_id: str | None = None,
+             statuses: tuple[str, ...] | None = None, error_code: str | None = None,
+             before: tuple[float, str] | None = None, limit: int = 20) -> list[Job]:
+        """Newest first (created_at, then job_id, both descending: a total order, so keyset paging never skips or
+        repeats a job), at most `limit`, strictly after the `before` key (created_at, job_id) when given."""
+        where, params = [], []
+        for column, value in (("project_id", project_id), ("user_id", user_id), ("error_code", error_code)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += statuses
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND job_id < ?))")
+            params += [before[0], before[0], before[1]]
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + \
+            " ORDER BY created_at DESC, job_id DESC LIMIT ?"
+        return [Job.from_row(r) for r in self._db.execute(sql, (*params, limit)).fetchall()]
+
     def status_counts(self) -> dict[str, int]:
         """{queued, running, completed, failed, canceled}: failed counts the canceled jobs too."""
         counts = dict.fromkeys((QUEUED, RUNNING, COMPLETED, FAILED, CANCELED), 0)

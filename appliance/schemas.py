@@ -7,7 +7,7 @@ Extending the body (e.g. a `surfaces` list) is a new field here; its errors come
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Iterable, Mapping
+from typing import Annotated, Any, Iterable, Literal, Mapping
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -68,6 +68,27 @@ class RenderRequest(BaseModel):
         if value is None and info.data.get("project_id") is not None:
             raise ValueError("required when project_id is given")
         return value
+
+
+def _cursor(value: str) -> str:
+    from .listing import decode_cursor
+
+    decode_cursor(value)  # raises ValueError with the reason
+    return value
+
+
+class ListQuery(BaseModel):
+    """GET /render/jobs query: filters, page size, and the cursor of the previous page (its next_cursor)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: Uuid | None = Field(None, description="only this project's jobs")
+    user_id: Uuid | None = Field(None, description="only this user's jobs")
+    status: Literal["processing", "completed", "failed", "canceled"] | None = Field(
+        None, description="processing (queued or running), completed, failed (canceled included), canceled")
+    limit: int = Field(20, ge=1, le=100, description="jobs per page (1-100)")
+    cursor: Annotated[str | None, AfterValidator(lambda v: v if v is None else _cursor(v))] = Field(
+        None, description="next_cursor of the previous page")
 
 
 def _reason(error: Mapping[str, Any]) -> str:

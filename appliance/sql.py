@@ -45,6 +45,11 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS render_jobs_status_queued ON render_jobs (status, queued_at)",
     "CREATE INDEX IF NOT EXISTS render_jobs_completed ON render_jobs (completed_at)",
+    # GET /render/jobs (newest first, keyset paging): one index per filter the listing offers.
+    "CREATE INDEX IF NOT EXISTS render_jobs_created ON render_jobs (created_at, job_id)",
+    "CREATE INDEX IF NOT EXISTS render_jobs_project_created ON render_jobs (project_id, created_at, job_id)",
+    "CREATE INDEX IF NOT EXISTS render_jobs_user_created ON render_jobs (user_id, created_at, job_id)",
+    "CREATE INDEX IF NOT EXISTS render_jobs_status_created ON render_jobs (status, created_at, job_id)",
     # Named leases: one holder at a time across processes (e.g. the housekeeping task).
     """CREATE TABLE IF NOT EXISTS render_leases (
         name TEXT PRIMARY KEY,

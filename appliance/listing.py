@@ -1,0 +1,49 @@
+"""GET /render/jobs: a page of jobs, newest first, with an opaque cursor to the next page.
+
+The cursor is the sort key of the last job shown (created_at, job_id), base64url-encoded JSON: keyset paging, so
+a page costs one index range scan however deep it is, and jobs created meanwhile never shift the pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Callable
+
+from .domain import ACTIVE, ErrorCode, JobStatus
+from .jobs import Job, JobStore
+
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 20
+
+# The listing's `status` filter, in the API's words -> (statuses in the job table, error code).
+STATUS_FILTERS: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "processing": (tuple(ACTIVE), None), "completed": ((JobStatus.COMPLETED,), None),
+    "failed": ((JobStatus.FAILED,), None), "canceled": ((JobStatus.FAILED,), ErrorCode.CANCELED)}
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at, job.job_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Raises ValueError for anything that is not a cursor of this listing."""
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise ValueError("not a cursor of this listing (use next_cursor as given)") from None
+    if not isinstance(created_at, (int, float)) or isinstance(created_at, bool) or not isinstance(job_id, str):
+        raise ValueError("not a cursor of this listing (use next_cursor as given)")
+    return float(created_at), job_id
+
+
+def list_page(store: JobStore, query: Any, view: Callable[[Job], dict]) -> dict[str, Any]:
+    """`query`: appliance.schemas.ListQuery. -> {jobs: [poll bodies], next_cursor: str | None}."""
+    statuses, error_code = STATUS_FILTERS[query.status] if query.status else (None, None)
+    jobs = store.page(project_id=query.project_id, user_id=query.user_id, statuses=statuses, error_code=error_code,
+                      before=decode_cursor(query.cursor) if query.cursor else None, limit=query.limit + 1)
+    more = len(jobs) > query.limit
+    jobs = jobs[:query.limit]
+    return {"jobs": [view(job) for job in jobs], "next_cursor": encode_cursor(jobs[-1]) if more else None}

@@ -8,6 +8,7 @@ POST /render/jobs {image_url, texture_url, project_id?, user_id?, mask_url?, opt
     400 {error: "validation_failed", details: {field: reason}}
     401 {error: "unauthorized"}                                (api_key configured, bearer missing/wrong)
     409 {error: "idempotency_conflict"}                        (Idempotency-Key reused with another payload)
+    415 {error: "unsupported_media_type"}                      (a body sent without Content-Type: application/json)
     503 {error: "queue_full"} + Retry-After                    (queue.depth jobs queued or running)
 GET /render/jobs?project_id=&user_id=&status=&limit=&cursor=                      (appliance.listing)
     200 {jobs: [the jobs as GET /render/jobs/{job_id} shows them], next_cursor}: newest first, limit <= 100
@@ -42,7 +43,7 @@ from .context import AppContext
 from .domain import ACTIVE, PROCESSING, ErrorCode, JobStatus, Stage
 from .jobs import IdempotencyConflict, Job, JobStore, QueueFull
 from .readiness import readiness
-from .request_body import read_capped
+from .request_body import BodyError, declares_body, is_json_type, parse_json, read_capped
 from .listing import list_page
 from .schemas import ListQuery, RenderRequest, problems
 from .service import CancelOutcome, JobSpec
@@ -102,7 +103,9 @@ def job_view(job: Job, store: JobStore) -> dict[str, Any]:
 class JobRoute(APIRoute):
     """The job routes' own rules, around FastAPI's request handling:
     - the API key first (401 before anything else: an unauthenticated caller learns nothing about its body);
-    - the body capped at MAX_BODY bytes while it is read;
+    - a body must come as application/json (415 otherwise: a cross-origin text/plain POST needs no preflight);
+    - the body capped at MAX_BODY bytes while it is read, its nesting and its strings checked
+      (appliance.request_body) before FastAPI parses it;
     - validation errors (body, header) answered 400 {error: "validation_failed", details: {field: reason}};
     - ApiError rendered in the error shape."""
 
@@ -128,11 +131,18 @@ class JobRoute(APIRoute):
 
 
 async def _capped(request: Request) -> Request:
-    """The request with its body read (at most MAX_BODY bytes) and replayed to FastAPI's own parsing."""
+    """The request with its body read (at most MAX_BODY bytes), checked, and replayed to FastAPI's own parsing."""
+    if declares_body(request) and not is_json_type(request.headers.get("content-type")):
+        raise ApiError(415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'")
     raw = await read_capped(request, MAX_BODY)
     if raw is None:
         raise RequestValidationError([{"type": "too_long", "loc": ("body",), "msg": f"larger than {MAX_BODY} bytes",
                                        "input": None}])
+    if raw:
+        try:
+            parse_json(raw)
+        except BodyError as exc:
+            raise ApiError(400, ErrorCode.VALIDATION_FAILED, details={"body": str(exc)}) from None
 
     async def replay() -> dict:
         return {"type": "http.request", "body": raw, "more_body": False}
@@ -160,6 +170,7 @@ _POST_DOCS = {**_doc(201, "accepted", {"job_id": "4f0d…", "status": "processin
               **_doc(400, "invalid request", {"error": "validation_failed", "details": {"image_url": "required"}}),
               **_doc(401, "missing or wrong API key", {"error": "unauthorized"}),
               **_doc(409, "Idempotency-Key reused with another payload", {"error": "idempotency_conflict"}),
+              **_doc(415, "the body was not sent as application/json", {"error": "unsupported_media_type"}),
               **_doc(503, "queue full; see Retry-After", {"error": "queue_full", "retry_after": 10})}
 _GET_DOCS = {**_doc(200, "the job: processing (stage, progress, queue_position) | completed (result_url) | failed "
                          f"(error_code in {', '.join(ErrorCode)}; error_message)", _JOB_EXAMPLE),
@@ -195,8 +206,7 @@ def _authorizer(api_key: str | None) -> Callable[[Request], ApiError | None]:
 def job_router(ctx: AppContext) -> APIRouter:
     settings, store, service = ctx.settings, ctx.store, ctx.service
     route_class = type("JobRoute", (JobRoute,), {"authorize": staticmethod(_authorizer(settings.api_key))})
-    # strict_content_type=False: a body sent without any Content-Type is still read as JSON, as before.
-    router = APIRouter(route_class=route_class, tags=["render"], strict_content_type=False)
+    router = APIRouter(route_class=route_class, tags=["render"])
 
     def create(spec: JobSpec, key: str | None) -> Response:
         try:

@@ -14,7 +14,9 @@ from .config import Settings
 
 log = logging.getLogger("appliance.server")
 
-UI_MODULE = "ui.pages"  # console pages: a module with `register(app, ctx)`, added when it exists
+UI_MODULE = "ui.pages"
+# Request line + headers: bounded by h11 (httptools, uvicorn's other parser, buffers headers without a limit).
+MAX_HEADER_BYTES = 16 * 1024  # console pages: a module with `register(app, ctx)`, added when it exists
 
 
 def register_ui(app: Any, ctx: Any) -> None:
@@ -69,4 +71,5 @@ def serve(settings: Settings) -> None:
              settings.base_url, settings.data_dir)
     ui.run(host=settings.host, port=settings.port, reload=False, show=False, title="Render appliance",
            fastapi_docs=False,
-           show_welcome_message=False, uvicorn_logging_level="warning", reconnect_timeout=10.0)
+           show_welcome_message=False, uvicorn_logging_level="warning", reconnect_timeout=10.0,
+           http="h11", h11_max_incomplete_event_size=MAX_HEADER_BYTES)

@@ -63,7 +63,10 @@ class LocalStorage:
         if parts != tuple(relative_path.split("/")):  # "a//b", "a/./b", trailing "/"
             return None
         root = self.root.resolve()
-        candidate = (root / relative_path).resolve()
-        if not candidate.is_relative_to(root) or not candidate.is_file():
+        try:  # a name the file system refuses (too long, ...) is simply not there
+            candidate = (root / relative_path).resolve()
+            if not candidate.is_relative_to(root) or not candidate.is_file():
+                return None
+        except (OSError, ValueError):
             return None
         return candidate

@@ -48,10 +48,11 @@ class Stage(StrEnum):
     UPLOADING = "uploading"
 
 
-# The share of overall progress (0..1) that each stage spans.
+# The share of overall progress (0..1) that each stage spans: back to back in running order, so progress never
+# goes backwards (without refinement it jumps from the end of project to the start of uploading).
 PROGRESS_SPANS: dict[Stage, tuple[float, float]] = {
     Stage.DOWNLOADING: (0.0, 0.1), Stage.SEGMENT: (0.1, 0.45), Stage.GEOMETRY: (0.45, 0.6),
-    Stage.PROJECT: (0.6, 0.9), Stage.REFINE: (0.75, 0.92), Stage.UPLOADING: (0.92, 1.0)}
+    Stage.PROJECT: (0.6, 0.75), Stage.REFINE: (0.75, 0.92), Stage.UPLOADING: (0.92, 1.0)}
 
 
 def is_canceled(status: str, error_code: str | None) -> bool:

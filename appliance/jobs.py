@@ -276,7 +276,13 @@ class JobStore:
                         "attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, heartbeat_at = ?, "
                         "started_at = ? WHERE job_id = ? AND status = ? AND cancel_requested = 0",
                         (RUNNING, Stage.STARTING, owner, now + lease_seconds, now, now, job_id, QUEUED))
-        return self.get(job_id) if n else None
+        if n:
+            return self.get(job_id)
+        # A queued job with its cancel flag set (left so by an older release) ends here instead of waiting forever.
+        self._write("UPDATE render_jobs SET status = ?, stage = NULL, error_code = ?, error_message = "
+                    "'canceled by request', completed_at = ? WHERE job_id = ? AND status = ? AND cancel_requested = 1",
+                    (FAILED, CANCELED, now, job_id, QUEUED))
+        return None
 
     def renew(self, job_id: str, owner: str, lease_seconds: float) -> bool:
         now = time.time()
@@ -311,13 +317,24 @@ class JobStore:
             (FAILED, code, message, _dump(timings), _dump(backends), _dump(warnings), time.time(), job_id, RUNNING,
              owner)))
 
-    def release(self, job_id: str, owner: str) -> bool:
-        """The worker is shutting down: back to the queue without counting the attempt."""
-        return bool(self._write(
-            "UPDATE render_jobs SET status = ?, stage = ?, progress = 0, attempts = attempts - 1, "
-            "lease_owner = NULL, lease_expires_at = NULL, queued_at = ? "
-            "WHERE job_id = ? AND status = ? AND lease_owner = ?",
-            (QUEUED, Stage.QUEUED, time.time(), job_id, RUNNING, owner)))
+    def release(self, job_id: str, owner: str) -> JobStatus | None:
+        """The worker is shutting down: back to the queue without counting the attempt, or, when a cancel was
+        requested meanwhile, failed `canceled` (a queued job with the flag set would never be claimed again).
+        Returns the new status, None when the job is no longer ours."""
+        now = time.time()
+        with self._tx() as db:
+            if db.execute("UPDATE render_jobs SET status = ?, stage = NULL, error_code = ?, "
+                          "error_message = 'canceled by request while running', completed_at = ?, "
+                          "lease_owner = NULL, lease_expires_at = NULL "
+                          "WHERE job_id = ? AND status = ? AND lease_owner = ? AND cancel_requested = 1",
+                          (FAILED, CANCELED, now, job_id, RUNNING, owner)).rowcount:
+                return FAILED
+            if db.execute("UPDATE render_jobs SET status = ?, stage = ?, progress = 0, attempts = attempts - 1, "
+                          "lease_owner = NULL, lease_expires_at = NULL, queued_at = ? "
+                          "WHERE job_id = ? AND status = ? AND lease_owner = ?",
+                          (QUEUED, Stage.QUEUED, now, job_id, RUNNING, owner)).rowcount:
+                return QUEUED
+        return None
 
     # --- recovery ---
     def running(self) -> list[Job]:

@@ -337,7 +337,7 @@ class Worker:
     def shutdown(self) -> None:
         self.stopping.set()
         attempt = self._attempt
-        if attempt is not None and self.store.release(attempt.job.job_id, self.owner):
+        if attempt is not None and self.store.release(attempt.job.job_id, self.owner) == JobStatus.QUEUED:
             log.info("job %s: handed back to the queue (worker stopping)", attempt.job.job_id)
             self.queue.enqueue(attempt.job.job_id)
         try:

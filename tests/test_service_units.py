@@ -169,6 +169,35 @@ def test_release_does_not_count_the_attempt(store):
     assert again.status == QUEUED and again.attempts == 0
 
 
+def test_a_job_canceled_while_running_and_handed_back_ends_canceled(store):
+    """Cancel requested while running, then the worker stops (SIGTERM) before its next checkpoint: the job must not
+    go back to the queue with its cancel flag set (no claim would ever take it)."""
+    job, _ = new_job(store)
+    store.claim(job.job_id, "w", 30)
+    store.request_cancel(job.job_id)
+    assert store.release(job.job_id, "w") == FAILED
+    done = store.get(job.job_id)
+    assert done.status == FAILED and done.error_code == "canceled" and done.lease_owner is None
+    assert store.active_count() == 0
+    # A row left queued with the flag (by an older release) is ended by the next claim of its message.
+    stuck, _ = new_job(store)
+    store.claim(stuck.job_id, "w", 30)
+    store.request_cancel(stuck.job_id)
+    store._write("UPDATE render_jobs SET status = 'queued', lease_owner = NULL WHERE job_id = ?", (stuck.job_id,))
+    assert store.claim(stuck.job_id, "w2", 30) is None
+    assert store.get(stuck.job_id).error_code == "canceled" and store.active_count() == 0
+
+
+def test_progress_spans_follow_the_running_order():
+    """Each stage's share starts where the previous one's ended: progress never goes backwards, refinement or not."""
+    from appliance.domain import PROGRESS_SPANS, Stage
+
+    spans = [PROGRESS_SPANS[stage] for stage in Stage if stage in PROGRESS_SPANS]
+    assert spans[0][0] == 0.0 and spans[-1][1] == 1.0
+    for (low, high), (next_low, _) in zip(spans, spans[1:]):
+        assert low < high <= next_low, spans
+
+
 def test_queue_position(store):
     jobs = [new_job(store)[0] for _ in range(3)]
     assert [store.queue_position(store.get(j.job_id)) for j in jobs] == [0, 1, 2]

@@ -1,8 +1,9 @@
 """Pipeline benchmark: per-stage latency at 1024 px long side over the shared house photos, and wall quality.
 
-    .venv/bin/python -m bench.pipeline [--photos 32] [--repeats 1] [--no-quality]
+    .venv/bin/python -m bench.pipeline [--photos 32] [--repeats 1] [--no-quality] [--surfaces-only]
 
-Prints two tables (markdown), ready for the README. Models are read from RENDER_MODEL_DIR or installed from the
+Prints the tables (markdown), ready for the README: stage latency, the cost of each extra surface (roof, trim,
+door, garage door painted in the same run), wall quality. Models are read from RENDER_MODEL_DIR or installed from the
 shared folder into a temporary folder first.
 """
 
@@ -66,6 +67,40 @@ def latency_table(pipe, photos: list[Path], repeats: int) -> str:
                              f"{os.cpu_count()} CPU cores, torch threads {__import__('torch').get_num_threads()}"
 
 
+EXTRA_SURFACES = [("trim", "#F4F1EA"), ("roof", "roof_slates_polyhaven_roof_slates_02.png"), ("door", "#8B1A1A"),
+                  ("garage_door", "#2F3B4A")]
+
+
+def surfaces_table(pipe, photos: list[Path]) -> str:
+    """Project-stage time with 0..4 extra surfaces on the same photo (one segmentation either way); the cost per
+    extra surface is the slope over the surfaces actually painted (a photo may lack some)."""
+    from pipeline import SurfaceMaterial, load_texture
+
+    wall = load_texture(SHARED / "data/textures" / SWATCHES[0])
+    extras = [SurfaceMaterial(n, load_texture(m if m.startswith("#") else SHARED / "data/textures" / m))
+              for n, m in EXTRA_SURFACES]
+    by_count: dict[int, list[float]] = {}
+    slopes: list[float] = []
+    for path in photos:
+        image = resize_long_side(Image.open(path), 1024)
+        base = None
+        for k in range(len(extras) + 1):
+            result = pipe.run(image, wall, surfaces=extras[:k])
+            ms = result.timings["project"] * 1000
+            by_count.setdefault(k, []).append(ms)
+            painted = len(result.painted) - 1
+            if k == 0:
+                base = ms
+            elif painted:
+                slopes.append((ms - base) / painted)
+    rows = ["| extra surfaces | project p50 ms | project p95 ms |", "|---|---:|---:|"]
+    for k, values in by_count.items():
+        names = ", ".join(n for n, _ in EXTRA_SURFACES[:k]) or "none (wall only)"
+        rows.append(f"| {names} | {percentile(values, 50):.0f} | {percentile(values, 95):.0f} |")
+    rows.append(f"| **per extra surface painted** | {percentile(slopes, 50):.0f} | {percentile(slopes, 95):.0f} |")
+    return "\n".join(rows) + f"\n\n{len(photos)} photos at 1024 px long side"
+
+
 def quality_table(segmenter) -> str:
     from bench.quality import evaluate
 
@@ -82,6 +117,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument("--surfaces-only", action="store_true", help="only the extra-surface table")
     args = parser.parse_args()
 
     from pipeline import Pipeline
@@ -91,7 +127,12 @@ def main() -> None:
     print(f"model load: {(time.perf_counter() - started) * 1000:.0f} ms\n")
     photos = sorted((SHARED / "data/houses").glob("*.jpg"))[: args.photos]
     pipe.run(resize_long_side(Image.open(photos[0]), 1024), "#808080")  # warm-up, not counted
-    print(latency_table(pipe, photos, args.repeats))
+    if not args.surfaces_only:
+        print(latency_table(pipe, photos, args.repeats))
+        print()
+    print(surfaces_table(pipe, photos))
+    if args.surfaces_only:
+        return
     if not args.no_quality:
         print()
         print(quality_table(pipe.segmenter))

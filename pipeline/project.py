@@ -187,11 +187,17 @@ def _prefiltered(tile: np.ndarray, texels_per_pixel: float) -> np.ndarray:
 
 
 def project_texture(image: np.ndarray, mask: np.ndarray, geometry: Geometry, texture: Texture,
-                    real_world_scale: float, *, tile_units: float | None = None) -> np.ndarray:
+                    real_world_scale: float, *, tile_units: float | None = None,
+                    canvas: np.ndarray | None = None) -> np.ndarray:
     """Render the swatch / paint colour onto the masked walls (see the module docstring). `tile_units`, when
     given, is the tile's width in rectified units (from a metric scale estimate) and replaces `real_world_scale`.
-    Returns uint8 RGB of the image's shape; pixels where the feathered mask is 0 are identical to `image`."""
+    `canvas` (default `image`): what the result is composited onto, e.g. the render of the surfaces behind this
+    one; the light is always read from `image`, the photo.
+    Returns uint8 RGB of the image's shape; pixels where the feathered mask is 0 are identical to `canvas`."""
     image = np.asarray(image)
+    canvas = image if canvas is None else np.asarray(canvas)
+    if canvas.shape != image.shape or canvas.dtype != np.uint8:
+        raise InputError("project: canvas must be uint8 RGB of the image's shape")
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise InputError("project: image must be uint8 RGB (H, W, 3)")
     mask = np.asarray(mask).astype(bool)
@@ -202,7 +208,7 @@ def project_texture(image: np.ndarray, mask: np.ndarray, geometry: Geometry, tex
         raise InputError("project: real_world_scale must be a positive number")
     if tile_units is not None and not (math.isfinite(tile_units) and tile_units > 0):
         raise InputError("project: tile_units must be a positive number")
-    out = image.copy()
+    out = canvas.copy()
     if not mask.any() or not geometry.walls:
         return out
 
@@ -249,7 +255,7 @@ def project_texture(image: np.ndarray, mask: np.ndarray, geometry: Geometry, tex
     shade = shading_layer(img, m, beta)[ry, rx]
     render = linear_to_srgb(albedo * shade[:, None])
     a = alpha[ry, rx][:, None]
-    src = img[ry, rx].astype(np.float32)
+    src = canvas[ry + y0, rx + x0].astype(np.float32)
     blended = np.clip(np.rint(src + a * (render - src)), 0, 255).astype(np.uint8)
     out[ry + y0, rx + x0] = blended
     return out

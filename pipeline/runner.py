@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .errors import Cancelled, InputError, PipelineError, StageTimeout
 from .images import DEFAULT_MAX_PIXELS, Source, Texture, load_mask, load_photo, load_texture
 from .options import RenderOptions
 from .stages import Geometry, GeometryEstimator, PipelineStage, Refiner, Segmenter
+from .surfaces import SurfaceMaterial
 
 STAGES = tuple(PipelineStage)
 # Generous defaults: a stage normally takes well under a second on a CPU; these catch a wedged stage.
@@ -37,8 +38,11 @@ class RenderResult:
     image: np.ndarray  # uint8 RGB, same size and orientation as the (EXIF-upright) input photo
     mask: np.ndarray  # bool, the paint mask that was used
     # bool mask per house part found by the segmenter (pipeline.facade_parser.SURFACES: wall = `mask`, roof,
-    # window, door, garage_door, trim; only "wall" with a client mask or a wall-only segmenter). Never overlap.
+    # window, door, garage_door, trim; only "wall" with a client mask or a wall-only segmenter). The parser's never
+    # overlap; a painted surface's entry is the mask it was painted with (a client mask may overlap others).
     surfaces: dict[str, np.ndarray] = field(default_factory=dict)
+    # the surfaces that got a material, in paint order: {"pixels": n, "mask": "parser"|"client", "scale"?: {...}}
+    painted: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     backends: dict[str, str] = field(default_factory=dict)  # stage -> backend name
     warnings: list[str] = field(default_factory=list)
@@ -87,11 +91,14 @@ class Pipeline:
         return cls(EmbeddedSegmenter(Path(model_dir), threads=threads), LineGeometry(), None, **kwargs)
 
     def run(self, image: Source, texture: Source | Texture, options: RenderOptions | Mapping[str, Any] | None = None,
-            *, mask: Source | None = None, progress: ProgressFn | None = None,
-            cancelled: CancelledFn | None = None) -> RenderResult:
+            *, mask: Source | None = None, surfaces: Sequence[SurfaceMaterial] = (),
+            progress: ProgressFn | None = None, cancelled: CancelledFn | None = None) -> RenderResult:
+        """Render `image` with the wall re-clad in `texture` (mask: the client's wall mask) and each of `surfaces`
+        (trim, roof, doors, ...) in its own material; see pipeline/surfaces.py."""
         from .project import project_texture, widest_painted_wall
         from .scale import physical_tile
         from .segment import segment_surfaces
+        from .surfaces import PAINT_ORDER, Surface, covering_geometry
 
         opts = options if isinstance(options, RenderOptions) else RenderOptions.from_mapping(options)
         report = progress or (lambda stage, fraction: None)
@@ -113,6 +120,7 @@ class Pipeline:
             else load_photo(image, max_pixels=self.max_pixels)
         swatch = load_texture(texture, max_pixels=self.max_pixels)
         client_mask = None if mask is None else load_mask(mask, photo.shape[:2], max_pixels=self.max_pixels)
+        extras = _load_surfaces(surfaces, photo.shape[:2], self.max_pixels)
         if client_mask is None and self.segmenter is None:
             raise PipelineError("no segmentation model is loaded; pass a mask or install the models")
 
@@ -127,15 +135,19 @@ class Pipeline:
             report(stage, 1.0)
             return value
 
-        if client_mask is not None:
-            paint = client_mask
-            result.surfaces = {"wall": paint}
-            result.backends[PipelineStage.SEGMENT] = "client-mask"
-        else:
+        # one segmentation for every surface; skipped when the client's masks cover all of them
+        needs_parts = any(m is None for _, _, m in extras.values()) and self.segmenter is not None
+        if client_mask is None or needs_parts:
             segmentation = timed(PipelineStage.SEGMENT, lambda: segment_surfaces(photo, self.segmenter))
-            paint = segmentation.paint
             result.surfaces = segmentation.surfaces
             result.backends[PipelineStage.SEGMENT] = self.segmenter.name
+        if client_mask is not None:
+            paint = client_mask
+            result.surfaces["wall"] = paint
+            result.backends[PipelineStage.SEGMENT] = "client-mask" if not needs_parts else \
+                result.backends[PipelineStage.SEGMENT] + "+client-mask"
+        else:
+            paint = segmentation.paint
             if not paint.any():
                 raise InputError("no paintable wall was found in the photo; send a mask (mask_url) to choose the wall")
         result.mask = paint
@@ -144,22 +156,82 @@ class Pipeline:
         result.backends[PipelineStage.GEOMETRY] = geometry.backend
         result.warnings.extend(geometry.warnings)
 
+        def tile_for(name: str, material: Texture, width_m: float | None) -> float | None:
+            """The tile width in rectified units from `width_m` and the wall's metric scale (None: keep
+            real_world_scale; then the scale report goes with a warning)."""
+            if width_m is None or material.is_colour:
+                return None
+            tile, scale_report, notes = physical_tile(result.surfaces or {"wall": paint}, geometry,
+                                                      widest_painted_wall(geometry, paint), width_m)
+            if name == Surface.WALL:
+                result.scale = scale_report
+            else:
+                result.painted[name]["scale"] = scale_report
+            result.warnings.extend(notes if name == Surface.WALL else [f"{name}: {n}" for n in notes])
+            return tile
+
         def project() -> np.ndarray:
-            tile_units = None  # with swatch_width_m: from the wall's metric scale, else real_world_scale
-            if opts.swatch_width_m is not None and not swatch.is_colour:
-                tile_units, result.scale, notes = physical_tile(result.surfaces or {"wall": paint}, geometry,
-                                                                widest_painted_wall(geometry, paint),
-                                                                opts.swatch_width_m)
-                result.warnings.extend(notes)
-            return project_texture(photo, paint, geometry, swatch, opts.real_world_scale, tile_units=tile_units)
+            wall_tile = widest_painted_wall(geometry, paint) / opts.real_world_scale
+            cover = None
+            canvas = photo
+            for name in PAINT_ORDER:
+                if name == Surface.WALL:
+                    result.painted[name] = {"pixels": int(paint.sum()),
+                                            "mask": "client" if client_mask is not None else "parser"}
+                    canvas = project_texture(photo, paint, geometry, swatch, opts.real_world_scale,
+                                             tile_units=tile_for(name, swatch, opts.swatch_width_m), canvas=canvas)
+                    continue
+                if name not in extras:
+                    continue
+                material, width_m, own_mask = extras[name]
+                region = own_mask if own_mask is not None else result.surfaces.get(name)
+                if region is None or not region.any():
+                    why = "its mask is empty" if own_mask is not None else "the house parser found none in the photo"
+                    result.warnings.append(f"surface {name}: not painted, {why}")
+                    continue
+                result.surfaces[name] = region
+                result.painted[name] = {"pixels": int(region.sum()),
+                                        "mask": "client" if own_mask is not None else "parser"}
+                cover = cover or covering_geometry(geometry, paint.shape)
+                tile = tile_for(name, material, width_m) or wall_tile
+                canvas = project_texture(photo, region, cover, material, opts.real_world_scale, tile_units=tile,
+                                         canvas=canvas)
+            return canvas
 
         composite = timed(PipelineStage.PROJECT, project)
         result.backends[PipelineStage.PROJECT] = "embedded:homography-tiling+shading"
 
         if opts.enable_refinement:
-            refined = timed(PipelineStage.REFINE, lambda: self.refiner.refine(photo, composite, paint, opts.refinement_seed))
+            painted = np.zeros(paint.shape, bool)
+            for name in result.painted:
+                painted |= result.surfaces.get(name, paint)
+            refined = timed(PipelineStage.REFINE,
+                            lambda: self.refiner.refine(photo, composite, painted, opts.refinement_seed))
             result.backends[PipelineStage.REFINE] = self.refiner.name
             composite = refined
         checkpoint()
         result.image = composite
         return result
+
+
+def _load_surfaces(surfaces: Sequence[SurfaceMaterial], shape: tuple[int, int], max_pixels: int) \
+        -> dict[str, tuple[Texture, float | None, np.ndarray | None]]:
+    """The extra surfaces' materials and masks, decoded and checked up front (InputError naming the surface)."""
+    from .surfaces import Surface, unknown_surface_reason
+
+    loaded: dict[str, tuple[Texture, float | None, np.ndarray | None]] = {}
+    for spec in surfaces:
+        name = str(spec.surface)
+        if name not in {s.value for s in Surface}:
+            raise InputError(f"surface {name!r}: {unknown_surface_reason(name)}")
+        if name == Surface.WALL:
+            raise InputError("surface 'wall': the wall's material is the main texture (and mask), not an extra surface")
+        if name in loaded:
+            raise InputError(f"surface {name!r} is given twice")
+        try:
+            material = load_texture(spec.texture, max_pixels=max_pixels)
+            own = None if spec.mask is None else load_mask(spec.mask, shape, max_pixels=max_pixels)
+        except InputError as exc:
+            raise InputError(f"surface {name}: {exc}") from None
+        loaded[name] = (material, spec.swatch_width_m, own)
+    return loaded

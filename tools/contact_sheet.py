@@ -2,13 +2,14 @@
 
     .venv/bin/python tools/contact_sheet.py -o /tmp/sheet.png [--photos DIR] [--limit N] [--width 360]
         [--material brick_red_small_sh3d_smallRedBricks.jpg --material '#7A8B99' ...] [--parser W.pt]
-        [--swatch-width-m [M]]
+        [--swatch-width-m [M]] [--surface trim=#F4F1EA --surface roof=roof_slates_polyhaven_roof_slates_02.png ...]
 
 Columns: the photo, the segmentation (wall red; roof brown, windows blue, doors yellow, garage doors magenta,
 trim cyan, each over a darkened photo), then one render per material (file names are looked up in the shared
 textures folder; `#RRGGBB` is a paint colour). Writes the sheet as one PNG (and, with --crops, a second sheet of
 2x crops of the centre of each render). Models from RENDER_MODEL_DIR, or installed from the shared folder into
-a temporary folder. Never writes into the repository unless told to.
+a temporary folder. Never writes into the repository unless told to. `--surface NAME=MATERIAL` (repeatable) gives
+every render that surface's material as well (roof, trim, door, garage_door; see pipeline/surfaces.py).
 """
 
 from __future__ import annotations
@@ -51,11 +52,15 @@ def centre_crop_2x(image: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(crop, (width, round(ch * width / cw)), interpolation=cv2.INTER_LINEAR)
 
 
+def texture_path(material: str) -> str:
+    return material if material.startswith("#") else str(SHARED / "data" / "textures" / material)
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.pipeline import model_folder
-    from pipeline import Pipeline
+    from pipeline import Pipeline, SurfaceMaterial
     from pipeline.geometry import LineGeometry
     from pipeline.segment import EmbeddedSegmenter
 
@@ -69,18 +74,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--swatch-width-m", nargs="?", const="csv", default=None, metavar="M",
                     help="physical swatch width in metres (alone: each swatch's width from textures.csv)")
     ap.add_argument("--parser", type=Path, default=None, help="house parser weights instead of the installed ones")
+    ap.add_argument("--surface", action="append", default=[], metavar="NAME=MATERIAL",
+                    help="an extra surface for every render, e.g. trim=#F4F1EA or roof=<texture file>")
     ap.add_argument("--crops", action="store_true", help="also write OUT-crops.png with 2x centre crops")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
 
     materials = args.material or DEFAULT_MATERIALS
-    textures = [m if m.startswith("#") else str(SHARED / "data" / "textures" / m) for m in materials]
+    textures = [texture_path(m) for m in materials]
     widths = {}
     if args.swatch_width_m == "csv":
         import csv
 
         with open(SHARED / "data" / "textures" / "textures.csv", newline="") as fh:
             widths = {r["file"]: float(r["physical_width_m"]) for r in csv.DictReader(fh) if r["physical_width_m"]}
+    extras = []
+    for item in args.surface:
+        name, _, material = item.partition("=")
+        extras.append(SurfaceMaterial(name, texture_path(material)))
     extra = {"parser_weights": args.parser} if args.parser else {}
     pipe = Pipeline(EmbeddedSegmenter(model_folder(), **extra), LineGeometry())
     photos = sorted(args.photos.glob("*.jpg"))[:args.limit]
@@ -96,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             if width is not None and not material.startswith("#"):
                 opts["swatch_width_m"] = float(width)
             try:
-                result = pipe.run(photo, texture, opts)
+                result = pipe.run(photo, texture, opts, surfaces=extras)
             except Exception as exc:  # a photo with no wall found: show the reason in its cell
                 img = Image.fromarray(np.full_like(cells[0], 40))
                 ImageDraw.Draw(img).text((8, 8), str(exc)[:60], fill=(255, 255, 255))

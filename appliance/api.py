@@ -19,7 +19,7 @@ GET /render/jobs/{job_id}
 POST /render/jobs/{job_id}/cancel
     200 the job, failed/canceled (it was queued, or already canceled); 202 the job, still processing with
     cancel_requested (it is running; it stops at the next stage boundary); 409 {error: "job_finished"}; 404
-GET /healthz, GET /readyz, GET /results/{path}
+GET /healthz, GET /readyz, GET /metrics (appliance.metrics), GET /results/{path}
 
 The routes speak HTTP only: jobs are made and canceled by the job service (appliance.service), the body is
 validated by FastAPI against appliance.schemas.RenderRequest.
@@ -186,14 +186,15 @@ _CANCEL_DOCS = {**_doc(200, "canceled (it was queued) or already canceled", _JOB
                 **_doc(404, "unknown job", {"error": "job_not_found"})}
 
 
-def _authorizer(api_key: str | None) -> Callable[[Request], ApiError | None]:
-    key = api_key.encode() if api_key else None
+def _authorizer(*api_keys: str | None) -> Callable[[Request], ApiError | None]:
+    """Bearer auth accepting any of `api_keys` (none set: open)."""
+    keys = [k.encode() for k in api_keys if k]
 
     def authorize(request: Request) -> ApiError | None:
-        if key is None:
+        if not keys:
             return None
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key):
+        if scheme.lower() == "bearer" and any([hmac.compare_digest(token.strip().encode(), k) for k in keys]):
             return None
         return ApiError(401, "unauthorized", "send the API key as 'Authorization: Bearer <key>'",
                         headers={"WWW-Authenticate": "Bearer"})
@@ -269,6 +270,17 @@ def ops_router(ctx: AppContext) -> APIRouter:
         ready = all(c.get("ok") for c in checks.values())
         return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
                             status_code=200 if ready else 503)
+
+    metrics_auth = _authorizer(ctx.settings.metrics_token, ctx.settings.api_key)
+
+    @router.get("/metrics", tags=["ops"], summary="Prometheus metrics (text exposition format)")
+    async def metrics(request: Request) -> Response:
+        if (denied := metrics_auth(request)) is not None:
+            return denied.response()
+        from .metrics import scrape
+
+        body, content_type = await run_in_threadpool(scrape, ctx.store)  # files and the store: off the loop
+        return Response(body, media_type=content_type)
 
     @router.get("/results/{path:path}", tags=["results"], summary="A result stored on the appliance's disk",
                 response_class=FileResponse)

@@ -71,6 +71,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     api_key: str | None = None
     console_password: str | None = None  # operator console login; required for the console once api_key is set
+    metrics_token: str | None = None  # bearer token for GET /metrics (the api_key is accepted too)
     # [render]
     max_pixels: int = 40_000_000
     stage_timeout: float | None = None  # seconds per stage; None = the pipeline's defaults
@@ -130,6 +131,14 @@ class Settings:
     @property
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """prometheus_client's multiprocess files of one `serve` (host and port: a shared data folder may hold
+        several); emptied at each start."""
+        import socket
+
+        return self.data_dir / "metrics" / f"{socket.gethostname()}-{self.port}"
 
     def job_dir(self, job_id: str) -> Path:
         """A job's own files (its inputs as the worker used them, the paint mask); pruned with the job."""
@@ -287,6 +296,7 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
     ("server", "cors_origins"): ("cors_origins", _origins, "RENDER_CORS_ORIGINS"),
     ("server", "api_key"): ("api_key", _text(True), "RENDER_API_KEY"),
     ("server", "console_password"): ("console_password", _text(True), "RENDER_CONSOLE_PASSWORD"),
+    ("server", "metrics_token"): ("metrics_token", _text(True), "RENDER_METRICS_TOKEN"),
     ("render", "max_pixels"): ("max_pixels", _number(int, 65_536, 400_000_000), "RENDER_MAX_PIXELS"),
     ("render", "stage_timeout_seconds"): ("stage_timeout", _number(float, 0, 86_400, optional=True, low_open=True),
                                           "RENDER_STAGE_TIMEOUT"),

@@ -252,6 +252,17 @@ class JobStore:
             " ORDER BY created_at DESC, job_id DESC LIMIT ?"
         return [Job.from_row(r) for r in self._db.execute(sql, (*params, limit)).fetchall()]
 
+    def queue_figures(self) -> dict[str, Any]:
+        """{queued, running, oldest_queued_at} for the metrics scrape: one grouped query."""
+        figures: dict[str, Any] = {"queued": 0, "running": 0, "oldest_queued_at": None}
+        for status, n, oldest in self._db.execute(
+                "SELECT status, COUNT(*), MIN(queued_at) FROM render_jobs WHERE status IN (?, ?) GROUP BY status",
+                ACTIVE).fetchall():
+            figures[status] = int(n)
+            if status == QUEUED:
+                figures["oldest_queued_at"] = oldest
+        return figures
+
     def status_counts(self) -> dict[str, int]:
         """{queued, running, completed, failed, canceled}: failed counts the canceled jobs too."""
         counts = dict.fromkeys((QUEUED, RUNNING, COMPLETED, FAILED, CANCELED), 0)

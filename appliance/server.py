@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 from .config import Settings
 
 log = logging.getLogger("appliance.server")
 
-UI_MODULE = "ui.pages"
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client (appliance.metrics.MULTIPROC_ENV)
+UI_MODULE = "ui.pages"  # console pages: a module with `register(app, ctx)`, added when it exists
 # Request line + headers: bounded by h11 (httptools, uvicorn's other parser, buffers headers without a limit).
-MAX_HEADER_BYTES = 16 * 1024  # console pages: a module with `register(app, ctx)`, added when it exists
+MAX_HEADER_BYTES = 16 * 1024
 
 
 def register_ui(app: Any, ctx: Any) -> None:
@@ -53,11 +57,25 @@ def create_app(settings: Settings, *, with_worker: bool | None = None):
 
 
 def _prepare_nicegui_env(settings: Settings) -> None:
+    _prepare_metrics_dir(settings.metrics_dir)
     # NiceGUI's storage goes to ./.nicegui unless told otherwise: keep it in the data folder.
     os.environ.setdefault("NICEGUI_STORAGE_PATH", str(settings.data_dir / "nicegui"))
     # NiceGUI treats any process with PYTEST_CURRENT_TEST as its own screen test (and takes its port from
     # NICEGUI_SCREEN_TEST_PORT): a real server started from a test must not inherit it.
     os.environ.pop("PYTEST_CURRENT_TEST", None)
+
+
+def _prepare_metrics_dir(path: Path) -> None:
+    """prometheus_client's multiprocess mode (appliance.metrics): this process and its worker write metric files
+    into `path`, merged at scrape time. Set before prometheus_client is first imported (it reads the variable at
+    import); emptied, as files of a previous run would be summed in."""
+    if "prometheus_client" in sys.modules and os.environ.get(METRICS_ENV) != str(path):
+        log.warning("prometheus_client was loaded before its multiprocess folder was set: /metrics shows this "
+                    "process only")
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ[METRICS_ENV] = str(path)
 
 
 def serve(settings: Settings) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline.options import RenderOptions
 
-from .domain import ACTIVE, is_canceled
+from .domain import ACTIVE, JobStatus, is_canceled
 from .jobdir import MASK, MASK_INPUT, PHOTO, SWATCH, JobFolder
 from .jobs import Job, JobStore
 from .queue import RenderQueue
@@ -90,10 +90,15 @@ class JobService:
         return job, created
 
     def cancel(self, job_id: str) -> tuple[Job, CancelOutcome] | None:
+        before = self.store.get(job_id)
         job = self.store.request_cancel(job_id)
         if job is None:
             return None
         if is_canceled(job.status, job.error_code):
+            if before is not None and before.status == JobStatus.QUEUED:  # it ended here (a running one: worker)
+                from . import metrics
+
+                metrics.job_finished(job.status, job.error_code, None)
             return job, CancelOutcome.CANCELED
         return job, CancelOutcome.STOPPING if job.status in ACTIVE else CancelOutcome.FINISHED
 

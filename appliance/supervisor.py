@@ -116,6 +116,9 @@ class Supervisor:
             else:
                 delay = 0.5
             self.restarts += 1
+            from . import metrics  # here, not at import: the serving process set its metrics folder first
+
+            metrics.worker_exited(proc.pid, recycled=proc.exitcode == EXIT_RECYCLE)
             log.warning("worker process %s exited with %s after %.1f s; restarting in %.1f s", proc.pid,
                         proc.exitcode, lived, delay)
             self._stop.wait(delay)

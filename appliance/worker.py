@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from . import metrics
 from .build import fetch_policy
 from .config import Settings
 from .domain import PROGRESS_SPANS, ErrorCode, JobStatus, Stage
@@ -115,6 +116,7 @@ class Worker:
                                                                                   "texture_url", SWATCH)
             mask = self._input(attempt, InputRef.parse(job.mask_url), "mask_url") if job.mask_url else None
         except DownloadError as exc:
+            metrics.DOWNLOAD_FAILURES.labels(input=str(exc).split(":", 1)[0]).inc()  # the text starts with the field
             return self._finish(attempt, ErrorCode.DOWNLOAD_FAILED, str(exc))
         self._keep(job, attempt.kept)
         self._checkpoint(attempt)
@@ -142,15 +144,21 @@ class Worker:
         try:
             url = self.storage.save(job.job_id, job.user_id, job.project_id, png)
         except UploadError as exc:
+            metrics.UPLOAD_FAILURES.inc()
             return self._finish(attempt, ErrorCode.UPLOAD_FAILED, str(exc), result)
         except Exception as exc:  # network errors the backend did not wrap
+            metrics.UPLOAD_FAILURES.inc()
             return self._finish(attempt, ErrorCode.UPLOAD_FAILED, f"{type(exc).__name__}: {exc}", result)
+        metrics.UPLOAD_BYTES.inc(len(png))
         if not self.store.complete(job.job_id, self.owner, result_url=url, timings=_timings(result),
                                    backends=result.backends, warnings=result.warnings,
                                    scale=getattr(result, "scale", None)):
             log.warning("job %s: finished but the lease was gone; result %s discarded", job.job_id, url)
         else:
             log.info("job %s: completed in %.2f s", job.job_id, time.time() - job.started_at)
+            metrics.job_finished(JobStatus.COMPLETED, None, job.started_at)
+            metrics.stage_timings(result.timings)
+            metrics.device_memory(self.device)
 
     def _input(self, attempt: _Attempt, ref: InputRef, what: str, keep_as: str | None = None) -> bytes:
         """An input: a file of the job's own folder (an upload reference, put there by the console), else a
@@ -159,6 +167,7 @@ class Worker:
 
         if ref.kind is RefKind.URL:
             data = fetch_image(ref.value, what=what, policy=self._policy)
+            metrics.DOWNLOAD_BYTES.labels(input=what).inc(len(data))
             if keep_as is not None:
                 attempt.kept[keep_as] = data
             return data
@@ -216,6 +225,10 @@ class Worker:
                                            "warnings": result.warnings}
         if self.store.fail(attempt.job.job_id, self.owner, code, message, **extra):
             log.info("job %s: failed %s: %s", attempt.job.job_id, code, message)
+            metrics.job_finished(JobStatus.FAILED, code, attempt.job.started_at)
+            if result is not None:
+                metrics.stage_timings(result.timings)
+            metrics.device_memory(self.device)
 
     def _after_stage_timeout(self, timeout: Any) -> None:
         """A timed-out stage keeps running in its abandoned thread (the StageTimeout carries it). Give it a grace
@@ -254,6 +267,9 @@ class Worker:
     def _recover(self, job: Job, reason: str) -> None:
         status = self.store.recover(job, self.settings.max_attempts, reason)
         log.warning("job %s: %s -> %s", job.job_id, reason, status)
+        if status == JobStatus.FAILED:
+            recovered = self.store.get(job.job_id)
+            metrics.job_finished(JobStatus.FAILED, recovered.error_code if recovered else None, job.started_at)
         if status == JobStatus.QUEUED:
             self.queue.enqueue(job.job_id)
 

@@ -210,6 +210,8 @@ def job_router(ctx: AppContext) -> APIRouter:
     router = APIRouter(route_class=route_class, tags=["render"])
 
     def create(spec: JobSpec, key: str | None) -> Response:
+        if (refused := service.refusal(spec)) is not None:
+            raise ApiError(400, ErrorCode.VALIDATION_FAILED, details=refused)
         try:
             job, created = service.submit(spec, idempotency_key=key)
         except QueueFull:
@@ -237,11 +239,17 @@ def job_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/render/jobs/{job_id}", responses=_GET_DOCS, summary="A job's status")
     async def get_job(job_id: str) -> Response:
-        # A read in WAL mode never waits for writers: done on the event loop, no thread hop.
-        job = store.get(job_id)
-        if job is None:
+        def read() -> dict[str, Any] | None:
+            job = store.get(job_id)
+            return None if job is None else job_view(job, store)
+
+        # A SQLite read in WAL mode never waits for writers: done on the event loop, no thread hop. PostgreSQL
+        # reads are network round trips (and wait on locks): in the thread pool, so one slow read stalls no other
+        # request.
+        view = read() if store.path is not None else await run_in_threadpool(read)
+        if view is None:
             raise ApiError(404, "job_not_found")
-        return JSONResponse(job_view(job, store))
+        return JSONResponse(view)
 
     @router.post("/render/jobs/{job_id}/cancel", summary="Cancel a job", responses=_CANCEL_DOCS)
     async def cancel_job(job_id: str) -> Response:

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from .context import AppContext
+from .service import live_workers
 
 
 def readiness(ctx: AppContext) -> dict[str, dict[str, Any]]:
@@ -43,10 +44,8 @@ def readiness(ctx: AppContext) -> dict[str, dict[str, Any]]:
         return ctx.storage.check(), {"backend": ctx.storage.name}
 
     def worker():
-        fresh = max(15.0, ctx.settings.lease_seconds)
         now = time.time()
-        workers = ctx.store.workers()
-        live = [w for w in workers if now - w.heartbeat_at <= fresh]
+        live = live_workers(ctx.store, ctx.settings)
         extra: dict[str, Any] = {"workers": [{"name": w.name, "pid": w.pid, "state": w.state,
                                               "heartbeat_age_s": round(now - w.heartbeat_at, 1)} for w in live]}
         sup = ctx.supervisor

@@ -1,6 +1,7 @@
 """The job service: the one way jobs are made and stopped, for the HTTP routes and the console alike.
 
     submit(spec)        store a queued job and ring the queue (QueueFull, IdempotencyConflict)
+    refusal(spec)       why the live workers cannot run it (refinement without a refiner), or None
     cancel(job_id)      a queued job ends at once, a running one is flagged
     retry(job)          a new job with the same inputs (the files the old one kept, linked into its folder)
     fix_mask(job, png)  the same, with a corrected paint mask
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,7 +24,7 @@ from pipeline.options import RenderOptions
 
 from .domain import ACTIVE, JobStatus, is_canceled
 from .jobdir import MASK, MASK_INPUT, PHOTO, SWATCH, JobFolder
-from .jobs import Job, JobStore
+from .jobs import Job, JobStore, WorkerInfo
 from .queue import RenderQueue
 from .refs import InputRef, RefKind, parse_ref
 
@@ -62,6 +64,13 @@ def request_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def live_workers(store: JobStore, settings: Any) -> list[WorkerInfo]:
+    """Workers whose heartbeat is fresh (they beat every lease/3 s, at most every 5 s)."""
+    fresh = max(15.0, settings.lease_seconds)
+    now = time.time()
+    return [w for w in store.workers() if now - w.heartbeat_at <= fresh]
+
+
 class CancelOutcome(StrEnum):
     CANCELED = "canceled"  # it was queued (or already canceled): failed / canceled now
     STOPPING = "stopping"  # it is running: it stops at the next stage boundary
@@ -88,6 +97,19 @@ class JobService:
             except Exception:  # the job is stored: housekeeping re-sends lost queue messages
                 log.exception("job %s: enqueue failed; housekeeping will retry", job.job_id)
         return job, created
+
+    def refusal(self, spec: JobSpec) -> dict[str, str] | None:
+        """{field: reason} when no live worker can run the job, else None. Refinement needs a worker whose
+        pipeline has a refiner; while no live worker has reported its models yet (all starting), the job is taken
+        and the worker that claims it decides (pipeline_error without a refiner)."""
+        if not spec.options.enable_refinement:
+            return None
+        reported = [w.info["models"] for w in live_workers(self.store, self.settings)
+                    if w.info and isinstance(w.info.get("models"), dict)]
+        if reported and all(models.get("refine", "none") == "none" for models in reported):
+            return {"options.enable_refinement": "no running worker has a refinement model (it needs the GPU model "
+                                                 "set: `render-appliance models pull --set gpu` on a GPU worker)"}
+        return None
 
     def cancel(self, job_id: str) -> tuple[Job, CancelOutcome] | None:
         before = self.store.get(job_id)

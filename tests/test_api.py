@@ -178,9 +178,48 @@ def test_validation_failed_on_tiny_photo(idle, photos):
     assert "too small" in job["error_message"]
 
 
-def test_pipeline_error_when_refinement_requested(idle, photos):
-    job = _fails_with(idle, body(photos, options={"enable_refinement": True}), "pipeline_error")
-    assert "refinement" in job["error_message"]
+def test_refinement_refused_at_post_without_a_refiner(idle, photos):
+    """The only live worker runs the embedded set (no refiner): refused up front, no job made."""
+    before = idle.http.get("/readyz").json()["checks"]["job_store"]["active_jobs"]
+    r = idle.submit(body(photos, options={"enable_refinement": True}))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "validation_failed"
+    assert "refinement" in r.json()["details"]["options.enable_refinement"]
+    assert idle.http.get("/readyz").json()["checks"]["job_store"]["active_jobs"] == before
+    assert idle.submit(body(photos, options={"enable_refinement": False})).status_code == 201
+
+
+def test_a_waiting_job_store_read_stalls_no_other_request(svc, database_url):
+    """PostgreSQL reads are network round trips that can wait on locks: GET /render/jobs/{id} must not hold the
+    event loop meanwhile (/healthz answers at once)."""
+    if database_url is None:
+        pytest.skip("SQLite reads in WAL mode never wait; they are served on the event loop")
+    import threading
+
+    import httpx
+    import psycopg
+
+    answers: dict[str, object] = {}
+
+    def get(name: str, path: str) -> None:
+        with httpx.Client(base_url=svc.base, timeout=30, trust_env=False) as client:
+            started = time.monotonic()
+            answers[name] = client.get(path).status_code
+            answers[name + "_s"] = time.monotonic() - started
+
+    with psycopg.connect(database_url) as conn:  # a transaction holding the table (as a long migration or backup)
+        conn.execute("LOCK TABLE render_jobs IN ACCESS EXCLUSIVE MODE")
+        slow = threading.Thread(target=get, args=("job", f"/render/jobs/{uuid.uuid4()}"))
+        slow.start()
+        time.sleep(0.5)  # the read is waiting on the lock now
+        fast = threading.Thread(target=get, args=("health", "/healthz"))
+        fast.start()
+        fast.join(3.0)
+        conn.rollback()
+    slow.join(30)
+    fast.join(30)
+    assert answers["job"] == 404 and answers["health"] == 200, answers
+    assert answers["health_s"] < 1.5, answers  # not held until the lock went (about 3 s)
 
 
 def test_timeout_when_stage_limit_is_tiny(idle, photos):

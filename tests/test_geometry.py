@@ -428,3 +428,24 @@ def test_assumed_directions_are_not_reported_as_measured():
     geo = LineGeometry().estimate(img, regions[0] & (roof == 0))
     assert any("snapped to level" in w for w in geo.warnings), geo.warnings
     assert geo.vanishing is not None and geo.vanishing.horizontal == []
+
+
+def test_two_directions_without_a_corner_line_are_flagged():
+    """Three siding panels side by side, turned left, right, left: two wall directions whose lines interleave, so
+    no single corner line separates them. One plane for all is wrong on part of the mask: it must not be reported
+    as a confident answer."""
+    rng = np.random.default_rng(1)
+
+    def siding(w=700, h=420):
+        t = np.full((h, w, 3), (180, 170, 160), np.float32) + rng.normal(0, 4, (h, w, 1))
+        for y in range(0, h, 18):
+            cv2.rectangle(t, (0, y + 13), (w, y + 16), (100, 95, 90), -1)
+        return np.clip(t, 0, 255).astype(np.uint8)
+
+    panels = [single_wall(siding(), np.array([x, 0.0, 16.0]), 4.5, yaw)
+              for x, yaw in ((-5.0, 0.6), (0.0, -0.6), (5.0, 0.6))]
+    img, regions, _ = render(camera(800), look_at([0, 0, 1.0]), panels)
+    geo = LineGeometry().estimate(img, regions[0] | regions[1] | regions[2])
+    assert len(geo.walls) == 1
+    assert any("could not be told apart" in w for w in geo.warnings), geo.warnings
+    assert geo.walls[0].confidence <= 0.5

@@ -37,10 +37,10 @@ def _open(source: Source, what: str, max_pixels: int) -> Image.Image:
         raise InputError(f"{what}: cannot read file ({exc.strerror})") from exc
     try:
         with warnings.catch_warnings():
-            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; we check the budget ourselves,
-            # from the header, before any pixel is decoded.
+            # Our own budget is checked from the header, before any pixel is decoded. Pillow's process-wide bomb
+            # guard is left as it is (it warns above its MAX_IMAGE_PIXELS and refuses above twice that): the
+            # warning is ours to judge, its refusal answers like ours.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = None
             img = Image.open(fp)
             w, h = img.size
             if w * h > max_pixels:
@@ -49,6 +49,9 @@ def _open(source: Source, what: str, max_pixels: int) -> Image.Image:
             img.load()
     except InputError:
         raise
+    except Image.DecompressionBombError as exc:
+        limit = min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS) if Image.MAX_IMAGE_PIXELS else max_pixels
+        raise InputError(f"{what}: over the limit of {limit / 1e6:.1f} megapixels ({exc})") from exc
     except Exception as exc:  # Pillow raises many types for corrupt data
         raise InputError(f"{what}: not a readable image ({type(exc).__name__}: {exc})") from exc
     return img

@@ -28,7 +28,8 @@ def fetch_policy(settings: Settings):
     from .fetch import FetchPolicy
 
     return FetchPolicy(max_bytes=settings.fetch_max_bytes, connect_timeout=settings.fetch_connect_timeout,
-                       read_timeout=settings.fetch_read_timeout, allow_networks=settings.fetch_allow_networks)
+                       read_timeout=settings.fetch_read_timeout, total_timeout=settings.fetch_total_timeout,
+                       allow_networks=settings.fetch_allow_networks)
 
 
 def build_pipeline(settings: Settings):

@@ -89,6 +89,7 @@ class Settings:
     fetch_max_bytes: int = 25_000_000
     fetch_connect_timeout: float = 5.0
     fetch_read_timeout: float = 20.0
+    fetch_total_timeout: float = 60.0  # seconds per file in all, however slowly its bytes come
     # [storage]
     supabase_url: str | None = None
     supabase_key: str | None = None
@@ -315,6 +316,7 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
     ("fetch", "max_bytes"): ("fetch_max_bytes", _number(int, 1024, 2_000_000_000), "RENDER_FETCH_MAX_BYTES"),
     ("fetch", "connect_timeout"): ("fetch_connect_timeout", _number(float, 0, 600, low_open=True), None),
     ("fetch", "read_timeout"): ("fetch_read_timeout", _number(float, 0, 3600, low_open=True), None),
+    ("fetch", "total_timeout_seconds"): ("fetch_total_timeout", _number(float, 0, 3600, low_open=True), None),
     ("storage", "supabase_url"): ("supabase_url", _url(), "SUPABASE_URL"),
     ("storage", "supabase_service_role_key"): ("supabase_key", _text(True), "SUPABASE_SERVICE_ROLE_KEY"),
     ("storage", "bucket"): ("supabase_bucket", _text(), "SUPABASE_BUCKET"),

@@ -14,7 +14,10 @@ What it guarantees:
 - Content-Type must be image/* or application/octet-stream (or absent), and the first bytes must be a
   PNG/JPEG/WebP/GIF/BMP/TIFF signature;
 - one retry (`policy.retries`) on transient failures: connect errors, timeouts, dropped connections,
-  HTTP 502/503/504.
+  HTTP 502/503/504;
+- a total deadline per file (`policy.total_timeout`, all hops and retries together) and, when given, the job's
+  own deadline: connect/read timeouts restart on every byte, so a server that trickles one byte a second is cut
+  off by a watchdog that shuts the socket down when the deadline passes (`_Deadline`).
 Decompression bombs are not handled here: the pipeline checks pixel counts when it decodes.
 
 How the connection is pinned to the checked address
@@ -36,6 +39,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 
@@ -44,7 +48,6 @@ import httpx
 __all__ = ["DownloadError", "FetchPolicy", "fetch_image", "check_url_syntax"]
 
 MAX_URL_LENGTH = 2048
-_CHUNK = 64 * 1024
 _RETRY_DELAY = 0.25  # seconds before the retry of a transient failure
 _TRANSIENT_STATUSES = {502, 503, 504}
 _REDIRECT_STATUSES = {301, 302, 303, 307, 308}
@@ -74,6 +77,60 @@ class FetchPolicy:
     max_redirects: int = 3
     allow_networks: tuple[str, ...] = ()  # CIDRs or hostnames allowed even if private/loopback, e.g. ("127.0.0.1/32",)
     retries: int = 1  # one retry on transient errors (connect errors, timeouts, 502/503/504)
+    total_timeout: float = 60.0  # seconds for the whole file, however slowly the bytes come
+
+
+class _Deadline:
+    """When a download must be over: the file's total deadline or the job's, whichever is first. While armed, a
+    timer shuts down the socket in use at that moment, so a blocked read returns at once."""
+
+    def __init__(self, policy: FetchPolicy, job_deadline: float | None):
+        now = time.monotonic()
+        self.job_bound = job_deadline is not None and job_deadline < now + policy.total_timeout
+        self.at = job_deadline if self.job_bound else now + policy.total_timeout
+        self.total = policy.total_timeout
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, self.at - now), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    @property
+    def expired(self) -> bool:
+        return self.left() <= 0
+
+    def trace(self, event: str, info: dict) -> None:
+        """httpcore's trace extension: remember the socket of each new connection (TCP, then TLS)."""
+        stream = info.get("return_value")
+        if event.endswith((".connect_tcp.complete", ".start_tls.complete")) and stream is not None:
+            with self._lock:
+                self._sock = stream.get_extra_info("socket")
+            if self.expired:
+                self._expire()
+
+    def _expire(self) -> None:
+        with self._lock:
+            sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def error(self, what: str, host: str) -> "DownloadError":
+        if self.job_bound:
+            return DownloadError(f"{what}: the job's time limit ran out while downloading from {host}")
+        return DownloadError(f"{what}: the download from {host} took longer than {self.total:g} s in total "
+                             f"(fetch.total_timeout_seconds)")
 
 
 def check_url_syntax(url: str) -> str | None:
@@ -101,15 +158,20 @@ def check_url_syntax(url: str) -> str | None:
     return None
 
 
-def fetch_image(url: str, *, what: str, policy: FetchPolicy) -> bytes:
-    """Download the image at `url` under `policy`; raise DownloadError("{what}: reason") on any failure."""
+def fetch_image(url: str, *, what: str, policy: FetchPolicy, deadline: float | None = None) -> bytes:
+    """Download the image at `url` under `policy`; raise DownloadError("{what}: reason") on any failure.
+    `deadline` (time.monotonic() seconds): the job's own limit, when it comes before the file's total one."""
     reason = check_url_syntax(url)
     if reason:
         raise DownloadError(f"{what}: invalid URL: {reason}")
+    with _Deadline(policy, deadline) as clock:
+        return _fetch(httpx.URL(url), what, policy, clock)
+
+
+def _fetch(current: httpx.URL, what: str, policy: FetchPolicy, clock: _Deadline) -> bytes:
     allowed_nets, allowed_hosts = _parse_allow_list(policy.allow_networks)
-    current = httpx.URL(url)
     for _hop in range(policy.max_redirects + 1):
-        location = _fetch_hop_with_retry(current, what, policy, allowed_nets, allowed_hosts)
+        location = _fetch_hop_with_retry(current, what, policy, allowed_nets, allowed_hosts, clock)
         if isinstance(location, bytes):
             return location
         try:
@@ -130,12 +192,14 @@ class _Transient(Exception):
     """A failure worth one more try; its text is the reason."""
 
 
-def _fetch_hop_with_retry(url, what, policy, allowed_nets, allowed_hosts) -> bytes | str:
+def _fetch_hop_with_retry(url, what, policy, allowed_nets, allowed_hosts, clock: _Deadline) -> bytes | str:
     attempts = 1 + max(0, policy.retries)
     for attempt in range(attempts):
         try:
-            return _fetch_hop(url, what, policy, allowed_nets, allowed_hosts)
+            return _fetch_hop(url, what, policy, allowed_nets, allowed_hosts, clock)
         except _Transient as exc:
+            if clock.left() <= _RETRY_DELAY:
+                raise clock.error(what, _host(url)) from None
             if attempt + 1 >= attempts:
                 suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
                 raise DownloadError(f"{what}: {exc}{suffix}") from None
@@ -143,9 +207,11 @@ def _fetch_hop_with_retry(url, what, policy, allowed_nets, allowed_hosts) -> byt
     raise AssertionError("unreachable")
 
 
-def _fetch_hop(url: httpx.URL, what, policy, allowed_nets, allowed_hosts) -> bytes | str:
+def _fetch_hop(url: httpx.URL, what, policy, allowed_nets, allowed_hosts, clock: _Deadline) -> bytes | str:
     """One request. Returns the body, or the Location of a redirect; raises DownloadError / _Transient."""
     host = _host(url)
+    if clock.expired:
+        raise clock.error(what, host)
     addresses = _resolve_and_check(url, what, allowed_nets, allowed_hosts)
     headers = {
         "Host": url.netloc.decode("ascii"),
@@ -153,10 +219,11 @@ def _fetch_hop(url: httpx.URL, what, policy, allowed_nets, allowed_hosts) -> byt
         "Accept": "image/*",
         "Accept-Encoding": "identity",  # so Content-Length is the real size
     }
-    extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
-    timeout = httpx.Timeout(
-        connect=policy.connect_timeout, read=policy.read_timeout, write=policy.read_timeout, pool=policy.connect_timeout
-    )
+    extensions: dict = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
+    extensions["trace"] = clock.trace
+    left = max(0.01, clock.left())
+    timeout = httpx.Timeout(connect=min(policy.connect_timeout, left), read=min(policy.read_timeout, left),
+                            write=min(policy.read_timeout, left), pool=min(policy.connect_timeout, left))
     last_connect_error: Exception | None = None
     for address in addresses:  # try the checked addresses in order, like a normal client would
         pinned = url.copy_with(host=str(address))
@@ -165,25 +232,33 @@ def _fetch_hop(url: httpx.URL, what, policy, allowed_nets, allowed_hosts) -> byt
                 request = client.build_request("GET", pinned, headers=headers, extensions=extensions)
                 response = client.send(request, stream=True)
                 try:
-                    return _read_response(response, url, what, policy)
+                    return _read_response(response, url, what, policy, clock)
                 finally:
                     response.close()
-        except httpx.ConnectError as exc:
+        except httpx.HTTPError as exc:
+            if clock.expired:  # the watchdog cut the connection, or a timeout shortened to the deadline hit it
+                raise clock.error(what, host) from None
+            if not isinstance(exc, httpx.ConnectError):
+                _raise_for(exc, what, host)
             if _is_tls_verify_failure(exc):
                 raise DownloadError(f"{what}: TLS certificate of {host} could not be verified") from None
             last_connect_error = exc
             continue
-        except httpx.TimeoutException as exc:
-            kind = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
-            raise _Transient(f"timed out {kind} {host}") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise _Transient(f"connection to {host} failed ({_short(exc)})") from None
-        except httpx.HTTPError as exc:
-            raise DownloadError(f"{what}: request to {host} failed ({_short(exc)})") from None
     raise _Transient(f"could not connect to {host} ({_short(last_connect_error)})")
 
 
-def _read_response(response: httpx.Response, url: httpx.URL, what: str, policy: FetchPolicy) -> bytes | str:
+def _raise_for(exc: httpx.HTTPError, what: str, host: str) -> None:
+    """An httpx failure other than a refused connection -> _Transient (worth a retry) or DownloadError."""
+    if isinstance(exc, httpx.TimeoutException):
+        kind = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
+        raise _Transient(f"timed out {kind} {host}") from None
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        raise _Transient(f"connection to {host} failed ({_short(exc)})") from None
+    raise DownloadError(f"{what}: request to {host} failed ({_short(exc)})") from None
+
+
+def _read_response(response: httpx.Response, url: httpx.URL, what: str, policy: FetchPolicy,
+                   clock: _Deadline) -> bytes | str:
     host = _host(url)
     status = response.status_code
     if status in _REDIRECT_STATUSES:
@@ -205,7 +280,11 @@ def _read_response(response: httpx.Response, url: httpx.URL, what: str, policy: 
 
     body = bytearray()
     checked = False
-    for chunk in response.iter_bytes(_CHUNK):  # decoded bytes are counted: a compressed body cannot exceed the cap
+    # Chunks as they arrive (no re-chunking, which would wait for 64 KiB); decoded bytes are counted, so a
+    # compressed body cannot exceed the cap.
+    for chunk in response.iter_bytes():
+        if clock.expired:
+            raise clock.error(what, host)
         body += chunk
         if len(body) > policy.max_bytes:
             raise DownloadError(f"{what}: image is larger than the {_mb(policy.max_bytes)} limit")

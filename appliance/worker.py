@@ -117,6 +117,7 @@ class Worker:
             mask = self._input(attempt, InputRef.parse(job.mask_url), "mask_url") if job.mask_url else None
         except DownloadError as exc:
             metrics.DOWNLOAD_FAILURES.labels(input=str(exc).split(":", 1)[0]).inc()  # the text starts with the field
+            self._checkpoint(attempt)  # out of time (the download was cut at the job's deadline) or canceled
             return self._finish(attempt, ErrorCode.DOWNLOAD_FAILED, str(exc))
         self._keep(job, attempt.kept)
         self._checkpoint(attempt)
@@ -166,7 +167,7 @@ class Worker:
         from .fetch import DownloadError, fetch_image
 
         if ref.kind is RefKind.URL:
-            data = fetch_image(ref.value, what=what, policy=self._policy)
+            data = fetch_image(ref.value, what=what, policy=self._policy, deadline=attempt.deadline)
             metrics.DOWNLOAD_BYTES.labels(input=what).inc(len(data))
             if keep_as is not None:
                 attempt.kept[keep_as] = data

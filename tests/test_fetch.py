@@ -38,6 +38,8 @@ class Reply:
     delay: float = 0.0  # seconds before answering
     length: bool = True  # send Content-Length
     endless: bool = False  # keep sending body chunks until the client hangs up
+    trickle: float = 0.0  # seconds between single bytes of the body (a slow sender), for at most 20 s
+    trickle_headers: bool = False  # the status line and headers too
 
 
 class Server:
@@ -65,6 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = Reply(404, {"Content-Type": "text/plain"}, b"no such thing")
         try:
             time.sleep(reply.delay)
+            if reply.trickle:
+                return self._trickle(reply)
             self.send_response(reply.status)
             for name, value in reply.headers.items():
                 self.send_header(name, value)
@@ -76,6 +80,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"\xff" * 65536)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             pass  # the client hung up (cap reached, timed out): expected in these tests
+
+    def _trickle(self, reply: Reply) -> None:
+        head = f"HTTP/1.1 {reply.status} OK\r\n".encode() + b"".join(
+            f"{k}: {v}\r\n".encode() for k, v in reply.headers.items())
+        head += f"Content-Length: {len(reply.body)}\r\n\r\n".encode()
+        if not reply.trickle_headers:
+            self.wfile.write(head)
+            self.wfile.flush()
+            head = b""
+        stop = time.monotonic() + 20
+        for byte in head + reply.body:
+            if time.monotonic() > stop:
+                break
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(reply.trickle)
 
 
 @contextlib.contextmanager
@@ -298,6 +318,29 @@ def test_one_retry_on_transient_503(photo):
         assert srv.hits["/down.jpg"] == 2  # bounded: one retry only
 
 
+@pytest.mark.parametrize("headers_too", [False, True])
+def test_a_trickling_server_is_cut_off_at_the_total_deadline(photo, headers_too):
+    """One byte every 0.1 s never trips the read timeout (it restarts on every byte); the total deadline does."""
+    policy = FetchPolicy(connect_timeout=1.0, read_timeout=1.0, total_timeout=1.5, allow_networks=LOCAL)
+    with serve() as srv:
+        srv.routes["/trickle.jpg"] = jpeg(photo, trickle=0.1, trickle_headers=headers_too)
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match=r"took longer than 1.5 s in total"):
+            fetch_image(f"{srv.base}/trickle.jpg", what="image_url", policy=policy)
+        assert time.monotonic() - started < 4.0
+        assert srv.hits["/trickle.jpg"] == 1  # a deadline is final: no retry
+
+
+def test_the_jobs_deadline_cuts_a_download_short(photo):
+    policy = FetchPolicy(connect_timeout=1.0, read_timeout=1.0, total_timeout=60, allow_networks=LOCAL)
+    with serve() as srv:
+        srv.routes["/trickle.jpg"] = jpeg(photo, trickle=0.1)
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match=r"job's time limit ran out"):
+            fetch_image(f"{srv.base}/trickle.jpg", what="image_url", policy=policy, deadline=started + 1.0)
+        assert time.monotonic() - started < 3.5
+
+
 def test_read_timeout(photo):
     with serve() as srv:
         srv.routes["/slow.jpg"] = jpeg(photo, delay=1.5)
@@ -416,3 +459,40 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
+
+# --- the worker: a slow photo server costs its own job only -------------------------------------------------------
+
+
+def test_the_worker_holds_a_jobs_time_limit_and_the_file_deadline_through_downloads(tmp_path, photo):
+    import uuid
+
+    from appliance.config import Settings
+    from appliance.jobs import JobStore
+    from appliance.queue import RenderQueue
+    from appliance.storage.local import LocalStorage
+    from appliance.worker import Worker
+    from pipeline import Pipeline
+    from pipeline.geometry import LineGeometry
+
+    def run(**limits) -> tuple[object, float]:
+        settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models", fetch_allow_networks=LOCAL,
+                            fetch_read_timeout=1.0, **limits)
+        store = JobStore(settings.jobs_db)
+        worker = Worker(settings, store, RenderQueue(settings.queue_db), LocalStorage(settings.results_dir, "http://x"),
+                        Pipeline(None, LineGeometry()))
+        job, _ = store.create(job_id=str(uuid.uuid4()), image_url=f"{srv.base}/trickle.jpg", texture_url="#AA0000",
+                              mask_url=None, options={}, project_id=None, user_id=None, idempotency_key=None,
+                              request_hash=None, queue_depth=5)
+        started = time.monotonic()
+        worker.process(job.job_id)
+        return store.get(job.job_id), time.monotonic() - started
+
+    with serve() as srv:
+        srv.routes["/trickle.jpg"] = jpeg(photo, trickle=0.1)
+        job, took = run(job_timeout=1.5)
+        assert job.status == "failed" and job.error_code == "timeout", job
+        assert "time limit" in job.error_message and took < 4.0, (job.error_message, took)
+        job, took = run(job_timeout=600, fetch_total_timeout=1.0)
+        assert job.status == "failed" and job.error_code == "download_failed", job
+        assert "took longer than 1 s in total" in job.error_message and took < 4.0, (job.error_message, took)

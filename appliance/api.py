@@ -92,7 +92,7 @@ def job_view(job: Job, store: JobStore) -> dict[str, Any]:
         view.update(error_code=job.error_code, error_message=job.error_message)
     if job.status not in ACTIVE:
         view.update(started_at=_iso(job.started_at), completed_at=_iso(job.completed_at))
-        for key in ("timings", "backends", "warnings", "scale"):  # scale: with options.swatch_width_m
+        for key in ("timings", "backends", "warnings", "scale", "painted"):  # scale: with options.swatch_width_m
             if getattr(job, key) is not None:
                 view[key] = getattr(job, key)
     return view

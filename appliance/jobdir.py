@@ -4,6 +4,9 @@
     swatch.<ext>       the swatch (none for a paint colour)
     mask.png           the paint mask the pipeline used (white = painted)
     mask-input.png     a paint mask given to the job (console mask fix, or carried over by a retry)
+    swatch-<surface>.<ext>, mask-<surface>.png, mask-input-<surface>.png
+                       the same for each extra surface (roof, trim, door, garage_door): its swatch, the mask
+                       it was painted with, the mask it was given
     origin.json        what a console job was made from ({"kind": "retry", "parent": ...})
     .<name>            caches and temp files (thumbnails, overlays): never inputs
 
@@ -25,6 +28,11 @@ PHOTO, SWATCH, MASK, MASK_INPUT = "photo", "swatch", "mask", "mask-input"
 ORIGIN = "origin.json"
 MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif", ".bmp": "image/bmp",
          ".tiff": "image/tiff"}
+
+
+def surface_stem(stem: str, surface: str) -> str:
+    """The stem of an extra surface's file: surface_stem(SWATCH, "roof") -> "swatch-roof"."""
+    return f"{stem}-{surface}"
 
 
 def extension(kind: str | None) -> str:

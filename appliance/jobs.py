@@ -30,9 +30,11 @@ CANCELED = ErrorCode.CANCELED
 COLUMNS = ("job_id", "project_id", "user_id", "image_url", "texture_url", "mask_url", "options", "status", "stage",
            "progress", "result_url", "error_code", "error_message", "timings", "backends", "warnings", "attempts",
            "cancel_requested", "idempotency_key", "request_hash", "lease_owner", "lease_expires_at", "heartbeat_at",
-           "created_at", "queued_at", "started_at", "completed_at", "scale")
+           "created_at", "queued_at", "started_at", "completed_at", "scale", "surfaces", "painted")
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM render_jobs"
-_JSON = ("options", "timings", "backends", "warnings", "scale")
+_JSON = ("options", "timings", "backends", "warnings", "scale", "surfaces", "painted")
+# columns added after the first schema: added to an older store when it is opened
+_ADDED = ("scale", "surfaces", "painted")
 
 
 class QueueFull(Exception):
@@ -73,6 +75,9 @@ class Job:
     started_at: float | None
     completed_at: float | None
     scale: dict[str, Any] | None = None  # RenderResult.scale of a completed job (with options.swatch_width_m)
+    # the extra surfaces asked for (service.SurfaceSpec.to_dict() each), and, once completed, RenderResult.painted
+    surfaces: list[dict[str, Any]] | None = None
+    painted: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: tuple) -> "Job":
@@ -115,8 +120,10 @@ class JobStore:
                 db.execute(statement)
             if "info" not in {d[0] for d in db.execute("SELECT * FROM render_workers LIMIT 0").description}:
                 db.execute("ALTER TABLE render_workers ADD COLUMN info TEXT")  # a store made before the column
-            if "scale" not in {d[0] for d in db.execute("SELECT * FROM render_jobs LIMIT 0").description}:
-                db.execute("ALTER TABLE render_jobs ADD COLUMN scale TEXT")  # added after the first schema
+            have = {d[0] for d in db.execute("SELECT * FROM render_jobs LIMIT 0").description}
+            for column in _ADDED:
+                if column not in have:
+                    db.execute(f"ALTER TABLE render_jobs ADD COLUMN {column} TEXT")
 
     # --- connection handling (backend specifics live in appliance.sql) ---
     @property
@@ -150,7 +157,7 @@ class JobStore:
     # --- API side ---
     def create(self, *, job_id: str, image_url: str, texture_url: str, mask_url: str | None, options: dict,
                project_id: str | None, user_id: str | None, idempotency_key: str | None, request_hash: str | None,
-               queue_depth: int) -> tuple[Job, bool]:
+               queue_depth: int, surfaces: list | None = None) -> tuple[Job, bool]:
         """Insert a queued job unless the queue is full. Returns (job, created); with an idempotency key already
         used for the same request, returns the existing job and False. Raises QueueFull, IdempotencyConflict."""
         if idempotency_key is not None:
@@ -160,13 +167,13 @@ class JobStore:
         now = time.time()
         # One statement in a serialized transaction: the depth check and the insert are atomic.
         sql = ("INSERT INTO render_jobs (job_id, project_id, user_id, image_url, texture_url, mask_url, options, "
-               "status, stage, progress, attempts, cancel_requested, idempotency_key, request_hash, created_at, "
-               "queued_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ? "
+               "surfaces, status, stage, progress, attempts, cancel_requested, idempotency_key, request_hash, "
+               "created_at, queued_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ? "
                "WHERE (SELECT COUNT(*) FROM render_jobs WHERE status IN (?, ?)) < ?")
         try:
             with self._tx(serialize=True) as db:
                 inserted = db.execute(sql, (job_id, project_id, user_id, image_url, texture_url, mask_url,
-                                            _dump(options), QUEUED, Stage.QUEUED, idempotency_key, request_hash, now, now,
+                                            _dump(options), _dump(surfaces), QUEUED, Stage.QUEUED, idempotency_key, request_hash, now, now,
                                             QUEUED, RUNNING, queue_depth)).rowcount
         except self.dialect.integrity_errors:
             if idempotency_key is None:
@@ -311,13 +318,14 @@ class JobStore:
         return bool(row and row[0])
 
     def complete(self, job_id: str, owner: str, *, result_url: str, timings: dict | None = None,
-                 backends: dict | None = None, warnings: list | None = None, scale: dict | None = None) -> bool:
+                 backends: dict | None = None, warnings: list | None = None, scale: dict | None = None,
+                 painted: dict | None = None) -> bool:
         return bool(self._write(
             "UPDATE render_jobs SET status = ?, stage = NULL, progress = 1, result_url = ?, timings = ?, "
-            "backends = ?, warnings = ?, scale = ?, completed_at = ?, lease_owner = NULL, lease_expires_at = NULL "
-            "WHERE job_id = ? AND status = ? AND lease_owner = ?",
-            (COMPLETED, result_url, _dump(timings), _dump(backends), _dump(warnings), _dump(scale), time.time(),
-             job_id, RUNNING, owner)))
+            "backends = ?, warnings = ?, scale = ?, painted = ?, completed_at = ?, lease_owner = NULL, "
+            "lease_expires_at = NULL WHERE job_id = ? AND status = ? AND lease_owner = ?",
+            (COMPLETED, result_url, _dump(timings), _dump(backends), _dump(warnings), _dump(scale), _dump(painted),
+             time.time(), job_id, RUNNING, owner)))
 
     def fail(self, job_id: str, owner: str, code: str, message: str, *, timings: dict | None = None,
              backends: dict | None = None, warnings: list | None = None) -> bool:

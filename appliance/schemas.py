@@ -9,9 +9,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Iterable, Literal, Mapping
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from pipeline.options import RenderOptions, option_problems
+from pipeline.options import RenderOptions, SwatchWidth, option_problems, option_reason
+from pipeline.surfaces import PAINT_ORDER, Surface, unknown_surface_reason
 
 from .fetch import check_url_syntax
 from .refs import normal_colour
@@ -44,9 +46,36 @@ def _uuid(value: str) -> str:
         raise ValueError("must be a UUID") from None
 
 
+def _surface(value: str) -> str:
+    if value not in {s.value for s in Surface}:
+        raise ValueError(unknown_surface_reason(value))
+    return value
+
+
 HttpUrl = Annotated[str, Field(strict=True, json_schema_extra={"format": "uri"}), AfterValidator(_http_url)]
+SurfaceName = Annotated[str, Field(strict=True, json_schema_extra={"enum": list(PAINT_ORDER)}),
+                        AfterValidator(_surface)]
 TextureRef = Annotated[str, Field(strict=True), AfterValidator(_texture)]
 Uuid = Annotated[str, Field(strict=True, json_schema_extra={"format": "uuid"}), AfterValidator(_uuid)]
+
+
+class SurfaceRequest(BaseModel):
+    """One more surface of the house with its own material (pipeline/surfaces.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    surface: SurfaceName = Field(description="roof, trim (shutters included), door or garage_door; `wall` is the "
+                                             "top-level texture_url (allowed here only with the same texture)")
+    texture_url: TextureRef = Field(description="this surface's swatch image URL, or a paint colour '#RRGGBB'",
+                                    examples=["#F4F1EA"])
+    swatch_width_m: SwatchWidth = None
+    mask_url: HttpUrl | None = Field(None, description="optional mask of this surface, same size as the photo, "
+                                                       "white = paint; replaces the automatic one")
+
+
+def _field_problem(field: str, reason: str) -> PydanticCustomError:
+    """An error about one field found by a check across fields; `problems()` reports it under `field`."""
+    return PydanticCustomError("field_problem", "{field}: {reason}", {"field": field, "reason": reason})
 
 
 class RenderRequest(BaseModel):
@@ -61,6 +90,39 @@ class RenderRequest(BaseModel):
     user_id: Uuid | None = Field(None, description="required when project_id is given", validate_default=True)
     mask_url: HttpUrl | None = Field(None, description="optional paint mask, same size as the photo, white = paint")
     options: RenderOptions | None = None
+    surfaces: list[SurfaceRequest] | None = Field(
+        None, max_length=len(PAINT_ORDER),
+        description="more surfaces, each with its own material, painted back to front: " + ", ".join(PAINT_ORDER))
+
+    @model_validator(mode="after")
+    def _one_entry_per_surface(self) -> "RenderRequest":
+        """Each surface once; a `wall` entry is folded into the top-level fields it repeats (the same texture,
+        and its mask / swatch width where those are not given at the top)."""
+        if not self.surfaces:
+            return self
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(self.surfaces):
+            if entry.surface in seen:
+                raise _field_problem(f"surfaces[{i}].surface", f"duplicate: surfaces[{seen[entry.surface]}] is "
+                                                               f"already {entry.surface}")
+            seen[entry.surface] = i
+        if Surface.WALL in seen:
+            i = seen[Surface.WALL]
+            wall = self.surfaces[i]
+            if wall.texture_url != self.texture_url:
+                raise _field_problem(f"surfaces[{i}].texture_url", "the wall's material is the top-level "
+                                                                   "texture_url, and this one differs")
+            if wall.mask_url is not None:
+                if self.mask_url not in (None, wall.mask_url):
+                    raise _field_problem(f"surfaces[{i}].mask_url", "differs from the top-level mask_url")
+                self.mask_url = wall.mask_url
+            if wall.swatch_width_m is not None:
+                options = self.options or RenderOptions()
+                if options.swatch_width_m not in (None, wall.swatch_width_m):
+                    raise _field_problem(f"surfaces[{i}].swatch_width_m", "differs from options.swatch_width_m")
+                self.options = RenderOptions(**{**options.to_dict(), "swatch_width_m": wall.swatch_width_m})
+            self.surfaces = [e for e in self.surfaces if e.surface != Surface.WALL]
+        return self
 
     @field_validator("user_id")
     @classmethod
@@ -99,6 +161,12 @@ def _reason(error: Mapping[str, Any]) -> str:
         return "unknown field"
     if kind == "string_type":
         return "must be a string"
+    if kind == "list_type":
+        return "must be a list"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a JSON object"
+    if kind == "too_long":
+        return f"at most {error.get('ctx', {}).get('max_length')} entries"
     if kind == "value_error":  # our validators' own words
         return str(error.get("ctx", {}).get("error", error["msg"]))
     return error["msg"]
@@ -110,6 +178,14 @@ def problems(errors: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     found: dict[str, str] = {}
     option_errors = []
     for error in errors:
+        if error["type"] == "field_problem":  # a check across fields names its own field
+            found.setdefault(error["ctx"]["field"], error["ctx"]["reason"])
+            continue
+        if len(error["loc"]) > 1 and error["loc"][1] == "surfaces":
+            path = _path(error["loc"][1:])
+            found.setdefault(path, option_reason("swatch_width_m", error) if path.endswith(".swatch_width_m")
+                             else _reason(error))
+            continue
         where, *loc = [part for part in error["loc"] if not isinstance(part, int)]
         if where == "header":
             found[str(loc[0]) if loc else "header"] = _reason(error)
@@ -121,6 +197,14 @@ def problems(errors: Iterable[Mapping[str, Any]]) -> dict[str, str]:
             found.setdefault(str(loc[0]), _reason(error))
     found.update(option_problems(option_errors))
     return found
+
+
+def _path(loc: Iterable[Any]) -> str:
+    """("surfaces", 1, "surface") -> "surfaces[1].surface"."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _body_reason(error: Mapping[str, Any]) -> str:

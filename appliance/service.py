@@ -5,6 +5,7 @@
     cancel(job_id)      a queued job ends at once, a running one is flagged
     retry(job)          a new job with the same inputs (the files the old one kept, linked into its folder)
     fix_mask(job, png)  the same, with a corrected paint mask
+    with_surfaces(job, surfaces)  the same photo and wall, with another set of extra surfaces (no re-upload)
 
 All blocking (job store writes, file links): call from a thread pool.
 """
@@ -21,9 +22,10 @@ from enum import StrEnum
 from typing import Any
 
 from pipeline.options import RenderOptions
+from pipeline.surfaces import Surface, unknown_surface_reason
 
 from .domain import ACTIVE, JobStatus, is_canceled
-from .jobdir import MASK, MASK_INPUT, PHOTO, SWATCH, JobFolder
+from .jobdir import MASK, MASK_INPUT, PHOTO, SWATCH, JobFolder, surface_stem
 from .jobs import Job, JobStore, WorkerInfo
 from .queue import RenderQueue
 from .refs import InputRef, RefKind, parse_ref
@@ -32,6 +34,26 @@ log = logging.getLogger("appliance.service")
 
 # The request fields a job is made of (and that an Idempotency-Key's request hash covers).
 FIELDS = ("image_url", "texture_url", "project_id", "user_id", "mask_url", "options")
+
+
+@dataclass(frozen=True)
+class SurfaceSpec:
+    """One extra surface of a job (pipeline/surfaces.py): its material, optional swatch width and mask."""
+
+    surface: str
+    texture: InputRef
+    swatch_width_m: float | None = None
+    mask: InputRef | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "SurfaceSpec":
+        """From the stored form (or a validated SurfaceRequest's model_dump())."""
+        return cls(surface=raw["surface"], texture=InputRef.parse(raw["texture_url"]),
+                   swatch_width_m=raw.get("swatch_width_m"), mask=parse_ref(raw.get("mask_url")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"surface": self.surface, "texture_url": str(self.texture), "swatch_width_m": self.swatch_width_m,
+                "mask_url": None if self.mask is None else str(self.mask)}
 
 
 @dataclass(frozen=True)
@@ -44,23 +66,32 @@ class JobSpec:
     options: RenderOptions = field(default_factory=RenderOptions)
     project_id: str | None = None
     user_id: str | None = None
+    surfaces: tuple[SurfaceSpec, ...] = ()  # extra surfaces, in the order the client gave them
 
     @classmethod
     def from_request(cls, request: Any) -> "JobSpec":
         """From appliance.schemas.RenderRequest."""
         return cls(image=InputRef.parse(request.image_url), texture=InputRef.parse(request.texture_url),
                    mask=parse_ref(request.mask_url), options=request.options or RenderOptions(),
-                   project_id=request.project_id, user_id=request.user_id)
+                   project_id=request.project_id, user_id=request.user_id,
+                   surfaces=tuple(SurfaceSpec.from_dict(e.model_dump()) for e in request.surfaces or ()))
 
     def fields(self) -> dict[str, Any]:
-        """The job row's columns, as stored."""
+        """The job row's columns, as stored (`surfaces` None when there are none)."""
         return {"image_url": str(self.image), "texture_url": str(self.texture),
                 "mask_url": None if self.mask is None else str(self.mask), "project_id": self.project_id,
-                "user_id": self.user_id, "options": self.options.to_dict()}
+                "user_id": self.user_id, "options": self.options.to_dict(),
+                "surfaces": [e.to_dict() for e in self.surfaces] or None}
+
+
+def job_surfaces(job: Job) -> tuple[SurfaceSpec, ...]:
+    return tuple(SurfaceSpec.from_dict(raw) for raw in job.surfaces or ())
 
 
 def request_hash(fields: dict[str, Any]) -> str:
-    canonical = json.dumps({k: fields.get(k) for k in FIELDS}, sort_keys=True, separators=(",", ":"))
+    # `surfaces` counts only when given, so a request without it hashes as it did before the field existed
+    keys = FIELDS + (("surfaces",) if fields.get("surfaces") else ())
+    canonical = json.dumps({k: fields.get(k) for k in keys}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -131,12 +162,32 @@ class JobService:
         """The caller checked the mask (size, paints something) the way the worker will."""
         return self._derive(job, "mask fix", mask_png)
 
-    def _derive(self, job: Job, kind: str, mask_png: bytes | None = None) -> Job:
+    def with_surfaces(self, job: Job, surfaces: Any, uploads: dict[str, bytes] | None = None) -> Job:
+        """A new job with the photo, wall and options of `job` and this set of extra surfaces (SurfaceSpec, or
+        dicts in the stored form). An "upload:<name>" material or mask is a file of `uploads` ({name: bytes},
+        written into the new job's folder) or one that `job` kept (linked over); `job`'s own surfaces carry
+        their kept files. Raises ValueError (an unknown or repeated surface), FileNotFoundError, QueueFull."""
+        specs = tuple(e if isinstance(e, SurfaceSpec) else SurfaceSpec.from_dict(e) for e in surfaces)
+        names = [e.surface for e in specs]
+        for name in names:
+            if name not in {s.value for s in Surface} or name == Surface.WALL:
+                raise ValueError(f"surface {name!r}: " + (unknown_surface_reason(name) if name != Surface.WALL
+                                                         else "the wall's material is the job's own texture"))
+            if names.count(name) > 1:
+                raise ValueError(f"surface {name!r} is given twice")
+        return self._derive(job, "surfaces", surfaces=specs, uploads=uploads)
+
+    def _derive(self, job: Job, kind: str, mask_png: bytes | None = None,
+                surfaces: tuple[SurfaceSpec, ...] | None = None, uploads: dict[str, bytes] | None = None) -> Job:
         """A new job with the inputs of `job`, made from the files it kept. Raises FileNotFoundError when an
         uploaded input is gone, QueueFull."""
         new_id = str(uuid.uuid4())
         old, new = JobFolder(self.settings, job.job_id), JobFolder(self.settings, new_id)
         try:
+            for name, data in (uploads or {}).items():
+                if InputRef.upload(name).file_name is None:
+                    raise ValueError(f"not a plain file name: {name!r}")
+                new.write(name, data)
             photo = _carry(old, new, InputRef.parse(job.image_url), PHOTO, PHOTO)
             texture = _carry(old, new, InputRef.parse(job.texture_url), SWATCH, SWATCH)
             mask_ref = parse_ref(job.mask_url)
@@ -147,8 +198,9 @@ class JobService:
             else:  # an uploaded mask is in the folder as given; a downloaded one was kept as mask.png
                 kept_as = MASK_INPUT if mask_ref.kind is RefKind.UPLOAD else MASK
                 mask = _carry(old, new, mask_ref, kept_as, MASK_INPUT)
+            carried = tuple(_carry_surface(old, new, e) for e in (job_surfaces(job) if surfaces is None else surfaces))
             spec = JobSpec(image=photo, texture=texture, mask=mask, options=RenderOptions.from_mapping(job.options),
-                           project_id=job.project_id, user_id=job.user_id)
+                           project_id=job.project_id, user_id=job.user_id, surfaces=carried)
             return self.submit(spec, job_id=new_id, made_from={"kind": kind, "parent": job.job_id})[0]
         except BaseException:
             new.remove()
@@ -166,3 +218,17 @@ def _carry(old: JobFolder, new: JobFolder, ref: InputRef, stem: str, target_stem
             raise FileNotFoundError(f"the {stem} of job {old.job_id[:8]} is no longer on this box")
         return ref
     return InputRef.upload(new.link_in(source, target_stem))
+
+
+def _carry_surface(old: JobFolder, new: JobFolder, entry: SurfaceSpec) -> SurfaceSpec:
+    """An extra surface's inputs for the new job: a file just uploaded for it, else what the old job kept (as
+    downloaded, or as uploaded), else the original URL or colour."""
+    def carry(ref: InputRef, kept_as: str, target: str) -> InputRef:
+        if ref.file_name and new.file(ref.file_name).is_file():
+            return ref
+        return _carry(old, new, ref, surface_stem(kept_as, entry.surface), surface_stem(target, entry.surface))
+
+    texture = entry.texture if entry.texture.is_colour else carry(entry.texture, SWATCH, SWATCH)
+    mask = None if entry.mask is None else \
+        carry(entry.mask, MASK_INPUT if entry.mask.kind is RefKind.UPLOAD else MASK, MASK_INPUT)
+    return SurfaceSpec(entry.surface, texture, entry.swatch_width_m, mask)

@@ -41,7 +41,10 @@ SCHEMA = [
         created_at REAL NOT NULL,
         queued_at REAL NOT NULL,
         started_at REAL,
-        completed_at REAL
+        completed_at REAL,
+        scale TEXT,
+        surfaces TEXT,
+        painted TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS render_jobs_status_queued ON render_jobs (status, queued_at)",
     "CREATE INDEX IF NOT EXISTS render_jobs_completed ON render_jobs (completed_at)",

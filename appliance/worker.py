@@ -34,7 +34,7 @@ from . import metrics
 from .build import fetch_policy
 from .config import Settings
 from .domain import PROGRESS_SPANS, ErrorCode, JobStatus, Stage
-from .jobdir import MASK, PHOTO, SWATCH, JobFolder, extension
+from .jobdir import MASK, PHOTO, SWATCH, JobFolder, extension, surface_stem
 from .jobs import Job, JobStore
 from .queue import RenderQueue
 from .refs import InputRef, RefKind
@@ -115,6 +115,7 @@ class Worker:
             texture = texture_ref.value if texture_ref.is_colour else self._input(attempt, texture_ref,
                                                                                   "texture_url", SWATCH)
             mask = self._input(attempt, InputRef.parse(job.mask_url), "mask_url") if job.mask_url else None
+            surfaces = self._surfaces(attempt)
         except DownloadError as exc:
             metrics.DOWNLOAD_FAILURES.labels(input=str(exc).split(":", 1)[0]).inc()  # the text starts with the field
             self._checkpoint(attempt)  # out of time (the download was cut at the job's deadline) or canceled
@@ -127,7 +128,7 @@ class Worker:
 
         result = None
         try:
-            result = self.pipeline.run(photo, texture, job.options, mask=mask, progress=progress,
+            result = self.pipeline.run(photo, texture, job.options, mask=mask, surfaces=surfaces, progress=progress,
                                        cancelled=lambda: self._should_stop(attempt))
         except Cancelled:
             self._checkpoint(attempt)  # raises _Stop or finishes as canceled / timeout
@@ -137,7 +138,9 @@ class Worker:
             return self._after_stage_timeout(exc)
         except PipelineError as exc:
             return self._finish(attempt, ErrorCode(exc.code), str(exc))
-        self._keep(job, {MASK: encode_png(result.mask.astype("uint8") * 255)})
+        self._keep(job, {MASK: encode_png(result.mask.astype("uint8") * 255)} | {
+            surface_stem(MASK, name): encode_png(result.surfaces[name].astype("uint8") * 255)
+            for name in getattr(result, "painted", {}) if name != "wall" and name in result.surfaces})
         self._checkpoint(attempt)
 
         self._stage(attempt, Stage.UPLOADING, 0.0)
@@ -153,13 +156,30 @@ class Worker:
         metrics.UPLOAD_BYTES.inc(len(png))
         if not self.store.complete(job.job_id, self.owner, result_url=url, timings=_timings(result),
                                    backends=result.backends, warnings=result.warnings,
-                                   scale=getattr(result, "scale", None)):
+                                   scale=getattr(result, "scale", None),
+                                   painted=getattr(result, "painted", None) if job.surfaces else None):
             log.warning("job %s: finished but the lease was gone; result %s discarded", job.job_id, url)
         else:
             log.info("job %s: completed in %.2f s", job.job_id, time.time() - job.started_at)
             metrics.job_finished(JobStatus.COMPLETED, None, job.started_at)
             metrics.stage_timings(result.timings)
             metrics.device_memory(self.device)
+
+    def _surfaces(self, attempt: _Attempt) -> list[Any]:
+        """The job's extra surfaces with their materials and masks fetched (the same guard as the main inputs;
+        swatches kept as swatch-<surface>.<ext>)."""
+        from pipeline.surfaces import SurfaceMaterial
+
+        out = []
+        for i, raw in enumerate(attempt.job.surfaces or ()):
+            name, texture = raw["surface"], InputRef.parse(raw["texture_url"])
+            where = f"surfaces[{i}]"
+            material = texture.value if texture.is_colour else \
+                self._input(attempt, texture, f"{where}.texture_url", surface_stem(SWATCH, name))
+            mask = self._input(attempt, InputRef.parse(raw["mask_url"]), f"{where}.mask_url") \
+                if raw.get("mask_url") else None
+            out.append(SurfaceMaterial(name, material, raw.get("swatch_width_m"), mask))
+        return out
 
     def _input(self, attempt: _Attempt, ref: InputRef, what: str, keep_as: str | None = None) -> bytes:
         """An input: a file of the job's own folder (an upload reference, put there by the console), else a
@@ -189,7 +209,7 @@ class Worker:
         folder = JobFolder(self.settings, job.job_id)
         try:
             for stem, data in files.items():
-                kind = "png" if stem == MASK else image_kind(data[:16])
+                kind = "png" if stem.startswith(MASK) else image_kind(data[:16])
                 folder.write(f"{stem}.{extension(kind)}", data)
         except (OSError, RuntimeError) as exc:
             log.warning("job %s: could not keep its inputs in %s: %s", job.job_id, folder.path, exc)

@@ -21,6 +21,13 @@ MAX_STAGE_TIMEOUT = 3600.0
 MIN_SWATCH_WIDTH_M, MAX_SWATCH_WIDTH_M = 0.05, 20.0
 
 
+# The real width a swatch image shows; also a per-surface field of the job API's `surfaces` entries.
+SwatchWidth = Annotated[float | None, Field(
+    ge=MIN_SWATCH_WIDTH_M, le=MAX_SWATCH_WIDTH_M, strict=True,
+    description="real width (m) the swatch image shows: tile size from the wall's estimated metric scale; "
+                "real_world_scale is the fallback")]
+
+
 @dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class RenderOptions:
     real_world_scale: Annotated[float, Field(
@@ -36,10 +43,7 @@ class RenderOptions:
         description="per-stage time limit; exceeded -> failed with error_code timeout")] = None
     # When set, the tile size comes from the walls' metric scale estimated from the photo (doors, garage doors,
     # windows) and real_world_scale is only the fallback when no such cue is found. None: real_world_scale alone.
-    swatch_width_m: Annotated[float | None, Field(
-        ge=MIN_SWATCH_WIDTH_M, le=MAX_SWATCH_WIDTH_M, strict=True,
-        description="real width (m) the swatch image shows: tile size from the wall's estimated metric scale; "
-                    "real_world_scale is the fallback")] = None
+    swatch_width_m: SwatchWidth = None
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> "RenderOptions":

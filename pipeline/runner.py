@@ -41,7 +41,8 @@ class RenderResult:
     # window, door, garage_door, trim; only "wall" with a client mask or a wall-only segmenter). The parser's never
     # overlap; a painted surface's entry is the mask it was painted with (a client mask may overlap others).
     surfaces: dict[str, np.ndarray] = field(default_factory=dict)
-    # the surfaces that got a material, in paint order: {"pixels": n, "mask": "parser"|"client", "scale"?: {...}}
+    # the surfaces that got a material: {"order": 0.. (back to front), "pixels": n, "mask": "parser"|"client",
+    # "scale"?: {...} (that surface's own swatch_width_m)}
     painted: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     backends: dict[str, str] = field(default_factory=dict)  # stage -> backend name
@@ -176,7 +177,7 @@ class Pipeline:
             canvas = photo
             for name in PAINT_ORDER:
                 if name == Surface.WALL:
-                    result.painted[name] = {"pixels": int(paint.sum()),
+                    result.painted[name] = {"order": len(result.painted), "pixels": int(paint.sum()),
                                             "mask": "client" if client_mask is not None else "parser"}
                     canvas = project_texture(photo, paint, geometry, swatch, opts.real_world_scale,
                                              tile_units=tile_for(name, swatch, opts.swatch_width_m), canvas=canvas)
@@ -190,7 +191,7 @@ class Pipeline:
                     result.warnings.append(f"surface {name}: not painted, {why}")
                     continue
                 result.surfaces[name] = region
-                result.painted[name] = {"pixels": int(region.sum()),
+                result.painted[name] = {"order": len(result.painted), "pixels": int(region.sum()),
                                         "mask": "client" if own_mask is not None else "parser"}
                 cover = cover or covering_geometry(geometry, paint.shape)
                 tile = tile_for(name, material, width_m) or wall_tile

@@ -33,6 +33,7 @@ import math
 import cv2
 import numpy as np
 
+from . import wall_frame
 from .errors import InputError
 from .stages import Geometry, VanishingPoints, Wall
 
@@ -468,10 +469,7 @@ class LineGeometry:
         if r_h is None:
             r_h = np.array([1.0, 0.0, 0.0]) - r_v[0] * r_v
             r_h /= np.linalg.norm(r_h)
-        G = K @ np.stack([r_h, r_v, X0], axis=1)
-        H = np.diag([K[0, 0], K[0, 0], 1.0]) @ np.linalg.inv(G)
-        H = H / (H[2] @ anchor)  # w = 1 at the anchor (and > 0 on the wall's side of its vanishing line)
-        return H
+        return wall_frame.wall_homography(K, r_h, r_v, X0, K[0, 0])
 
     @staticmethod
     def _translate(walls: list[Wall], supports: list[np.ndarray], warnings: list[str],
@@ -526,16 +524,9 @@ def _rect_extent(H: np.ndarray, mask: np.ndarray, support: np.ndarray | None = N
         return 0.0, 0.0, 0.0, 0.0, 1.0, False
     w_min = 0.3 * w_med
     dropped = float(np.mean(w_all < w_min))
-    m8 = mask.astype(np.uint8)
-    edge = m8 - cv2.erode(m8, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    ys, xs = np.nonzero(edge)
-    xs = np.concatenate([xs - 0.5, xs + 0.5, xs - 0.5, xs + 0.5])
-    ys = np.concatenate([ys - 0.5, ys - 0.5, ys + 0.5, ys + 0.5])
-    p = H @ np.stack([xs, ys, np.ones_like(xs)])
-    ok = p[2] > w_min
-    if not ok.any():
+    u, v = wall_frame.to_frame(H, *wall_frame.boundary_corners(mask), w_min=w_min)
+    if not len(u):
         return 0.0, 0.0, 0.0, 0.0, dropped, False
-    u, v = p[0, ok] / p[2, ok], p[1, ok] / p[2, ok]
     u0, u1 = float(u.min()), float(u.max())
     clamped = False
     if support is not None and len(support) >= 4:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .. import wall_frame
 from ..stages import Geometry, Wall
 
 DEFAULT_FOCAL = 0.8  # focal length / long side without vanishing points (as the embedded LineGeometry)
@@ -246,28 +247,19 @@ def wall_homography(K: np.ndarray, normal: np.ndarray, X0: np.ndarray, down: np.
     """Image -> rectified wall frame: x along the wall (rightwards in the image), y down, `unit` per 3D unit."""
     r_h = _unit(np.cross(down, normal))
     q = K @ X0
-    q = q / q[2]
     moved = K @ (X0 + 1e-3 * np.linalg.norm(X0) * r_h)
-    if moved[0] / moved[2] < q[0]:
+    if moved[0] / moved[2] < q[0] / q[2]:
         r_h = -r_h
-    G = K @ np.stack([r_h, down, X0], axis=1)
-    H = np.diag([unit, unit, 1.0]) @ np.linalg.inv(G)
-    return H / (H[2] @ q)
+    return wall_frame.wall_homography(K, r_h, down, X0, unit)
 
 
 def rect_extent(H: np.ndarray, mask: np.ndarray) -> tuple[float, float, float, float]:
-    """(min x, max x, min y, max y) of the mask's boundary pixels (corners included) in the rectified frame."""
+    """(min x, max x, min y, max y) of the mask's outline in the rectified frame."""
     if not mask.any():
         return 0.0, 0.0, 0.0, 0.0
-    m8 = mask.astype(np.uint8)
-    ys, xs = np.nonzero(m8 - cv2.erode(m8, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0))
-    xs = np.concatenate([xs - 0.5, xs + 0.5, xs - 0.5, xs + 0.5])
-    ys = np.concatenate([ys - 0.5, ys - 0.5, ys + 0.5, ys + 0.5])
-    p = H @ np.stack([xs, ys, np.ones_like(xs)])
-    ok = p[2] > 0.05
-    if not ok.any():
+    u, v = wall_frame.to_frame(H, *wall_frame.boundary_corners(mask), w_min=0.05)
+    if not len(u):
         return 0.0, 0.0, 0.0, 0.0
-    u, v = p[0, ok] / p[2, ok], p[1, ok] / p[2, ok]
     return float(u.min()), float(u.max()), float(v.min()), float(v.max())
 
 

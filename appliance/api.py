@@ -12,6 +12,8 @@ POST /render/jobs {image_url, texture_url, project_id?, user_id?, mask_url?, opt
     503 {error: "queue_full"} + Retry-After                    (queue.depth jobs queued or running)
 GET /render/jobs?project_id=&user_id=&status=&limit=&cursor=                      (appliance.listing)
     200 {jobs: [the jobs as GET /render/jobs/{job_id} shows them], next_cursor}: newest first, limit <= 100
+GET /render/jobs/{job_id}/events                                                    (appliance.events)
+    200 text/event-stream: progress events (poll bodies), then completed | failed; 404 {error: "job_not_found"}
 GET /render/jobs/{job_id}
     200 {job_id, status: processing | completed | failed, ...}; processing: stage, progress (0-1), and
         queue_position while waiting; completed: result_url; failed: error_code, error_message
@@ -44,6 +46,7 @@ from .domain import ACTIVE, PROCESSING, ErrorCode, JobStatus, Stage
 from .jobs import IdempotencyConflict, Job, JobStore, QueueFull
 from .readiness import readiness
 from .request_body import BodyError, declares_body, is_json_type, parse_json, read_capped
+from .events import event_stream
 from .listing import list_page
 from .schemas import ListQuery, RenderRequest, problems
 from .service import CancelOutcome, JobSpec
@@ -180,6 +183,12 @@ _LIST_DOCS = {**_doc(200, "a page of jobs (poll bodies), newest first; next_curs
               **_doc(400, "invalid filter, limit or cursor", {"error": "validation_failed",
                                                                "details": {"limit": "Input should be less than or "
                                                                                     "equal to 100"}})}
+_EVENTS_DOCS = {200: {"description": "text/event-stream: `progress` events (the poll body while processing), then "
+                             "one `completed` or `failed` event with the finished poll body; the stream then ends",
+                      "content": {"text/event-stream": {"example": 'event: progress\nid: 1\ndata: {"job_id": "4f0d…", '
+                                                                   '"status": "processing", "stage": "segment", '
+                                                                   '"progress": 0.3}\n\n'}}},
+                **_doc(404, "unknown job", {"error": "job_not_found"})}
 _CANCEL_DOCS = {**_doc(200, "canceled (it was queued) or already canceled", _JOB_EXAMPLE),
                 **_doc(202, "running: it stops at the next stage boundary", _JOB_EXAMPLE),
                 **_doc(409, "already finished", {"error": "job_finished"}),
@@ -250,6 +259,17 @@ def job_router(ctx: AppContext) -> APIRouter:
         if view is None:
             raise ApiError(404, "job_not_found")
         return JSONResponse(view)
+
+    def read_view(job_id: str) -> dict[str, Any] | None:
+        job = store.get(job_id)
+        return None if job is None else job_view(job, store)
+
+    @router.get("/render/jobs/{job_id}/events", responses=_EVENTS_DOCS, response_class=Response,
+                summary="A job's progress as server-sent events, until it ends")
+    async def job_events(job_id: str) -> Response:
+        if await run_in_threadpool(store.get, job_id) is None:
+            raise ApiError(404, "job_not_found")
+        return event_stream(job_id, read_view)
 
     @router.post("/render/jobs/{job_id}/cancel", summary="Cancel a job", responses=_CANCEL_DOCS)
     async def cancel_job(job_id: str) -> Response:

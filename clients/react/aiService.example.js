@@ -26,7 +26,7 @@
  * `signedUrlSeconds` to hand it signed URLs instead.
  */
 import {
-  RenderApiError, cancelRenderJob, newIdempotencyKey, pollRenderJob, submitRenderJob,
+  RenderApiError, cancelRenderJob, newIdempotencyKey, submitRenderJob, watchRenderJob,
 } from './renderApi.js'; // in the app: '../api/renderApi'
 
 export const PROJECTS_TABLE = 'projects';
@@ -192,8 +192,8 @@ export async function generateRender(args) {
       { ...submit, signal, idempotencyKey: submit.idempotencyKey || `${projectId}:${stamp}` },
     ));
 
-    // 4. Poll until the render is done.
-    const { resultUrl: rendered } = await pollRenderJob(jobId, {
+    // 4. Follow the job until the render is done (its event stream; polling where there is none).
+    const { resultUrl: rendered } = await watchRenderJob(jobId, {
       ...poll,
       signal,
       onProgress: (p) => {

@@ -7,6 +7,8 @@
  *
  *   const { jobId } = await submitRenderJob({ imageUrl, textureUrl, projectId, userId });
  *   const { resultUrl } = await pollRenderJob(jobId, { onProgress: ({ stage, progress }) => ... });
+ *   const { resultUrl } = await watchRenderJob(jobId, { onProgress });  // the same, pushed by the appliance
+ *                                                                       // (server-sent events; polls without them)
  *
  * Every failure is a `RenderApiError` with `errorCode` and `errorMessage`:
  *   the job's own failure (from the appliance):  download_failed | pipeline_error | upload_failed |
@@ -488,6 +490,105 @@ export async function pollRenderJob(jobId, opts = {}) {
     const wait = Math.min(delayMs, deadline - now());
     if (wait <= 0) throw giveUp();
     await sleep(wait, signal);
+  }
+}
+
+/**
+ * Wait for a job to finish like pollRenderJob (same options, result and errors), but following the job's
+ * server-sent events (GET /render/jobs/{jobId}/events): each change of stage, progress or queue position arrives
+ * as it happens instead of at the next poll. Where the appliance has no such stream (an older one, a proxy that
+ * buffers or refuses it) or the stream breaks, it falls back to polling for the time left. The stream is read with
+ * fetch, so the API key goes in the Authorization header (a browser EventSource cannot send one).
+ *
+ * @param {string} jobId
+ * @param {PollOptions} [opts]
+ * @returns {Promise<PollResult>}
+ */
+export async function watchRenderJob(jobId, opts = {}) {
+  const { baseUrl, apiKey = settings.apiKey, signal, onProgress, timeoutMs = 600000, requestTimeoutMs = 15000 } = opts;
+  const started = now();
+  const url = `${renderApiBaseUrl(baseUrl)}/render/jobs/${encodeURIComponent(jobId)}/events`;
+  const done = await followEvents(url, jobId, { apiKey, signal, onProgress, requestTimeoutMs,
+    deadline: started + timeoutMs });
+  if (done) return done;
+  return pollRenderJob(jobId, { ...opts, timeoutMs: Math.max(0, timeoutMs - (now() - started)) });
+}
+
+/**
+ * Read one event stream. Resolves the PollResult on `completed`, rejects on `failed` (or abort), resolves null
+ * when the stream is unavailable or ends without a final event (the caller polls instead).
+ * @returns {Promise<PollResult|null>}
+ */
+async function followEvents(url, jobId, { apiKey, signal, onProgress, requestTimeoutMs, deadline }) {
+  if (signal && signal.aborted) throw abortError(signal);
+  const fetchImpl = settings.fetch || globalThis.fetch;
+  /** @type {Record<string, string>} */
+  const headers = { Accept: 'text/event-stream' };
+  if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(signal && signal.reason);
+  if (signal) signal.addEventListener('abort', onAbort, { once: true });
+  let answered = false;
+  const headerTimer = setTimeout(() => { if (!answered) controller.abort(); }, requestTimeoutMs);
+  const deadlineTimer = setTimeout(() => controller.abort(), Math.max(0, deadline - now()));
+  try {
+    const res = await fetchImpl(url, { method: 'GET', headers, signal: controller.signal, credentials: 'omit' });
+    answered = true;
+    const type = (res.headers.get('content-type') || '').toLowerCase();
+    if (res.status !== 200 || !type.startsWith('text/event-stream') || !res.body) {
+      if (res.body) await res.body.cancel().catch(() => {});
+      return null;
+    }
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    let event = 'message';
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return null;
+      buffer += decoder.decode(value, { stream: true });
+      const lines = buffer.split(/\r\n|\r|\n/);
+      buffer = lines.pop() || '';
+      for (const line of lines) {
+        if (line === '') {
+          const text = data.join('\n');
+          const name = event;
+          event = 'message';
+          data = [];
+          if (!text) continue;
+          const job = JSON.parse(text);
+          if (name === 'progress') {
+            if (onProgress) {
+              onProgress({ stage: job.stage || 'queued', progress: Number(job.progress) || 0,
+                queuePosition: job.queue_position ?? null, job });
+            }
+          } else if (name === 'completed') {
+            reader.cancel().catch(() => {});
+            if (onProgress) onProgress({ stage: 'completed', progress: 1, queuePosition: null, job });
+            return { status: 'completed', resultUrl: job.result_url, jobId, job };
+          } else if (name === 'failed') {
+            reader.cancel().catch(() => {});
+            throw new RenderApiError(job.error_code || 'pipeline_error', job.error_message || 'the render failed',
+              { jobId, job, httpStatus: 200 });
+          } else {
+            return null; // "error" (the job is gone): polling reports it
+          }
+        } else if (line.startsWith('event:')) {
+          event = line.slice(6).trim();
+        } else if (line.startsWith('data:')) {
+          data.push(line.slice(5).replace(/^ /, ''));
+        }
+      }
+    }
+  } catch (err) {
+    if (signal && signal.aborted) throw abortError(signal);
+    if (err instanceof RenderApiError) throw err;
+    return null; // network error, timeout, a broken stream: poll
+  } finally {
+    clearTimeout(headerTimer);
+    clearTimeout(deadlineTimer);
+    if (signal) signal.removeEventListener('abort', onAbort);
   }
 }
 

@@ -1,6 +1,6 @@
 // The demo: one render through renderApi.js, straight from the browser to the appliance.
 import {
-  cancelRenderJob, configureRenderApi, pollRenderJob, renderApiBaseUrl, submitRenderJob,
+  cancelRenderJob, configureRenderApi, renderApiBaseUrl, submitRenderJob, watchRenderJob,
 } from '../renderApi.js';
 
 const $ = (id) => document.getElementById(id);
@@ -49,7 +49,7 @@ $('form').addEventListener('submit', async (event) => {
     );
     currentJob = jobId;
     logEvent(`job ${jobId}`);
-    const { resultUrl } = await pollRenderJob(jobId, {
+    const { resultUrl } = await watchRenderJob(jobId, {
       signal: controller.signal,
       intervalMs: Number(params.get('interval')) || 250,
       maxIntervalMs: 2000,

@@ -12,6 +12,7 @@ import { createClient } from '@supabase/supabase-js';
 import { generateRender } from '../aiService.example.js';
 import {
   RenderApiError, cancelRenderJob, configureRenderApi, getRenderJob, pollRenderJob, submitRenderJob,
+  watchRenderJob,
 } from '../renderApi.js';
 import { REPO_ROOT, startAppliance } from './appliance.js';
 import { fakeProjects } from './fakePostgrest.js';
@@ -92,6 +93,22 @@ describe('renderApi against the appliance', () => {
     assert.equal(again.replayed, true);
     await rejectsWith(submitRenderJob(job({ textureUrl: '#123456' }), { idempotencyKey: `t-${projectId}` }),
       'idempotency_conflict');
+  });
+
+  test('watch: the event stream brings every stage in order and the result, with no polling', async () => {
+    const { jobId } = await submitRenderJob(job({ textureUrl: '#7A8B99' }));
+    const from = sent.length;
+    const progress = [];
+    const done = await watchRenderJob(jobId, { ...FAST, onProgress: (p) => progress.push(p) });
+    assert.equal(done.status, 'completed');
+    assert.equal(done.job.result_url, done.resultUrl);
+    const stages = progress.map((p) => p.stage).filter((s, i, all) => i === 0 || all[i - 1] !== s);
+    for (const stage of ['segment', 'geometry', 'project', 'completed']) assert.ok(stages.includes(stage), `${stages}`);
+    const values = progress.map((p) => p.progress);
+    assert.deepEqual(values, [...values].sort((a, b) => a - b), 'progress went backwards');
+    assert.deepEqual(sent.slice(from).map((r) => `${r.method} ${new URL(r.url).pathname}`),
+      [`GET /render/jobs/${jobId}/events`]);
+    await rejectsWith(watchRenderJob(randomUUID(), FAST), 'job_not_found');
   });
 
   test('validation_failed: the 400 path, with the fields named', async () => {

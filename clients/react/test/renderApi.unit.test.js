@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 
 import {
   RenderApiError, getRenderJob, newIdempotencyKey, pollRenderJob, renderApiBaseUrl, submitRenderJob,
+  watchRenderJob,
 } from '../renderApi.js';
 
 let server;
@@ -200,4 +201,81 @@ test('newIdempotencyKey: a UUID v4, also where crypto.randomUUID is missing (pla
   } finally {
     Object.defineProperty(globalThis, 'crypto', real);
   }
+});
+
+/** An event stream: each step [event, body] is written `gapMs` apart; then the stream ends (or the socket drops). */
+const stream = (steps, { gapMs = 50, then = 'end' } = {}) => (req, res) => {
+  res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store' });
+  res.write(': ping\r\n\r\n');
+  let i = 0;
+  const next = () => {
+    if (i >= steps.length) {
+      if (then === 'drop') res.socket.destroy();
+      else if (then === 'end') res.end();
+      return; // 'hang': the stream stays open
+
+    }
+    const [event, body] = steps[i];
+    i += 1;
+    res.write(`event: ${event}\r\nid: ${i}\r\ndata: ${JSON.stringify(body)}\r\n\r\n`);
+    setTimeout(next, gapMs);
+  };
+  next();
+};
+const job = (extra) => ({ job_id: 'job-1', status: 'processing', ...extra });
+
+test('watch: follows the event stream to the result, with the API key, without polling', async () => {
+  const done = { job_id: 'job-1', status: 'completed', result_url: `${baseUrl}/results/x.png` };
+  reset([stream([['progress', job({ stage: 'queued', progress: 0, queue_position: 1 })],
+    ['progress', job({ stage: 'queued', progress: 0, queue_position: 0 })],
+    ['progress', job({ stage: 'segment', progress: 0.1 })], ['progress', job({ stage: 'project', progress: 0.6 })],
+    ['completed', done]], { then: 'hang' })]);
+  const progress = [];
+  const out = await watchRenderJob('job-1', { baseUrl, apiKey: 'k', onProgress: (p) => progress.push(
+    [p.stage, p.progress, p.queuePosition]) });
+  assert.deepEqual(out, { status: 'completed', resultUrl: done.result_url, jobId: 'job-1', job: done });
+  assert.deepEqual(progress, [['queued', 0, 1], ['queued', 0, 0], ['segment', 0.1, null], ['project', 0.6, null],
+    ['completed', 1, null]]);
+  assert.deepEqual(seen.map((r) => r.url), ['/render/jobs/job-1/events']);
+  assert.equal(seen[0].headers.authorization, 'Bearer k');
+  assert.equal(seen[0].headers.accept, 'text/event-stream');
+});
+
+test('watch: a failed event rejects with the job\'s error_code', async () => {
+  reset([stream([['progress', job({ stage: 'segment', progress: 0.1 })],
+    ['failed', { job_id: 'job-1', status: 'failed', error_code: 'timeout', error_message: 'segment took too long' }]])]);
+  const err = await rejectsWith(watchRenderJob('job-1', { baseUrl }), 'timeout');
+  assert.equal(err.errorMessage, 'segment took too long');
+  assert.equal(seen.length, 1);
+});
+
+test('watch: an appliance without the stream (404 page) is polled instead', async () => {
+  reset([(req, res) => { res.writeHead(404, { 'Content-Type': 'text/html' }); res.end('<h1>404</h1>'); },
+    processing('segment', 0.1), completed()]);
+  const out = await watchRenderJob('job-1', { baseUrl, intervalMs: 50 });
+  assert.equal(out.resultUrl, `${baseUrl}/results/x.png`);
+  assert.deepEqual(seen.map((r) => r.url), ['/render/jobs/job-1/events', '/render/jobs/job-1', '/render/jobs/job-1']);
+});
+
+test('watch: a stream that breaks mid-job falls back to polling for the time left', async () => {
+  reset([stream([['progress', job({ stage: 'segment', progress: 0.1 })]], { then: 'drop' }), completed()]);
+  const progress = [];
+  const out = await watchRenderJob('job-1', { baseUrl, intervalMs: 50, onProgress: (p) => progress.push(p.stage) });
+  assert.equal(out.status, 'completed');
+  assert.deepEqual(progress, ['segment', 'completed']);
+  assert.deepEqual(seen.map((r) => r.url), ['/render/jobs/job-1/events', '/render/jobs/job-1']);
+});
+
+test('watch: timeoutMs bounds a stream that never ends; abort stops it at once', async () => {
+  reset([stream([['progress', job({ stage: 'segment', progress: 0.1 })]], { then: 'hang' })], hang());
+  const t0 = Date.now();
+  // (the stream stays open: only the deadline ends it; the poll that follows has no time left)
+  const err = await rejectsWith(watchRenderJob('job-1', { baseUrl, timeoutMs: 500 }), 'timeout');
+  assert.ok(Date.now() - t0 < 1200, `${Date.now() - t0} ms`);
+  assert.equal(err.clientTimeout, true);
+  reset([stream([['progress', job({ stage: 'segment', progress: 0.1 })]], { then: 'hang' })]);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 150);
+  const aborted = await rejectsWith(watchRenderJob('job-1', { baseUrl, signal: controller.signal }), 'aborted');
+  assert.equal(aborted.name, 'AbortError');
 });

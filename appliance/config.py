@@ -108,6 +108,10 @@ class Settings:
     database_url: str | None = None  # postgresql://user:password@host:5432/db
     queue_url: str | None = None  # redis://host:6379/0
     shared_data_dir: bool = False  # cluster without Supabase: data_dir is one folder shared by every machine
+    # [learning] (appliance/learning.py, appliance/finetune.py)
+    collect_client_masks: bool = False  # API jobs with a mask_url become training examples too
+    learning_recipe_dir: Path | None = None  # the recipe's data (houses-train/, facades-hslu/) mixed into fine-tunes
+    finetune_epochs: int = 20
     config_path: Path | None = None
 
     # Derived locations inside data_dir.
@@ -213,6 +217,12 @@ def _path(key: str, raw: Any) -> Path:
     if not isinstance(raw, str) or not raw.strip():
         raise ConfigError(f"{key}: expected a folder path, got {raw!r}")
     return Path(os.path.expandvars(raw.strip())).expanduser()
+
+
+def _optional_path(key: str, raw: Any) -> Path | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    return _path(key, raw)
 
 
 def _str_list(key: str, raw: Any) -> tuple[str, ...]:
@@ -335,6 +345,9 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
     ("cluster", "database_url"): ("database_url", _service_url("postgresql", "postgres"), "RENDER_DATABASE_URL"),
     ("cluster", "queue_url"): ("queue_url", _service_url("redis", "rediss"), "RENDER_QUEUE_URL"),
     ("cluster", "shared_data_dir"): ("shared_data_dir", _bool, "RENDER_SHARED_DATA_DIR"),
+    ("learning", "collect_client_masks"): ("collect_client_masks", _bool, "RENDER_COLLECT_CLIENT_MASKS"),
+    ("learning", "recipe_data_dir"): ("learning_recipe_dir", _optional_path, "RENDER_LEARNING_RECIPE_DIR"),
+    ("learning", "finetune_epochs"): ("finetune_epochs", _number(int, 1, 10_000), "RENDER_FINETUNE_EPOCHS"),
 }
 SECTIONS = sorted({section for section, _ in SCHEMA})
 
@@ -377,8 +390,8 @@ def load_settings(path: str | os.PathLike | None = None, *, env: dict[str, str] 
         if var and env.get(var) is not None and env.get(var) != "":
             values[attr] = parse(f"{var} (environment, overrides {section}.{key})", env[var])
 
-    for attr in ("model_dir", "data_dir"):
-        if attr in values and not values[attr].is_absolute():
+    for attr in ("model_dir", "data_dir", "learning_recipe_dir"):
+        if values.get(attr) is not None and not values[attr].is_absolute():
             values[attr] = ((base or Path.cwd()) / values[attr]).resolve()
     settings = Settings(**values)
     _check(settings)

@@ -36,6 +36,7 @@ from .config import Settings
 from .domain import PROGRESS_SPANS, ErrorCode, JobStatus, Stage
 from .jobdir import MASK, PHOTO, SWATCH, JobFolder, extension, surface_stem
 from .jobs import Job, JobStore
+from .learning import Source, StudioData, shipped_weights
 from .queue import RenderQueue
 from .refs import InputRef, RefKind
 
@@ -79,6 +80,8 @@ class Worker:
         self.stopping = threading.Event()
         self._attempt: _Attempt | None = None
         self._policy = fetch_policy(settings)
+        self._studio = StudioData(settings.data_dir)
+        self._parser_version: tuple | None = None  # the pipeline was built with the shipped parser weights
 
     # --- one job ---
     def process(self, job_id: str) -> None:
@@ -86,6 +89,7 @@ class Worker:
             time.sleep(0.2)  # this process is going away: leave the message for the next one
             self.queue.enqueue(job_id)
             return
+        self._load_new_parser()  # between jobs: never while one renders, and before this one is claimed
         job = self.store.claim(job_id, self.owner, self.settings.lease_seconds)
         if job is None:
             return  # canceled, already taken, or a duplicate message
@@ -164,6 +168,7 @@ class Worker:
             metrics.job_finished(JobStatus.COMPLETED, None, job.started_at)
             metrics.stage_timings(result.timings)
             metrics.device_memory(self.device)
+            self._collect(job, photo, result)
 
     def _surfaces(self, attempt: _Attempt) -> list[Any]:
         """The job's extra surfaces with their materials and masks fetched (the same guard as the main inputs;
@@ -180,6 +185,35 @@ class Worker:
                 if raw.get("mask_url") else None
             out.append(SurfaceMaterial(name, material, raw.get("swatch_width_m"), mask))
         return out
+
+    def _collect(self, job: Job, photo: bytes, result: Any) -> None:
+        """A job rendered with a corrected mask becomes a training example (appliance/learning.py): a console mask
+        fix always, an API mask_url when learning.collect_client_masks. Best effort: never fails the job."""
+        ref = InputRef.parse(job.mask_url) if job.mask_url else None
+        if ref is None or (ref.kind is RefKind.URL and not self.settings.collect_client_masks):
+            return
+        source = Source.MASK_FIX if ref.kind is RefKind.UPLOAD else Source.CLIENT_MASK
+        try:
+            example = self._studio.add_example(photo, result.mask, job_id=job.job_id, source=source)
+            log.info("job %s: kept as training example %s (%s)", job.job_id, example, source)
+        except (OSError, ValueError) as exc:
+            log.warning("job %s: could not keep it as a training example: %s", job.job_id, exc)
+
+    def _load_new_parser(self) -> None:
+        """Fine-tuned (or rolled back) house parser weights installed since the last job: load them now."""
+        version = self._studio.weights_version()
+        if version == self._parser_version:
+            return
+        self._parser_version = version  # a file that fails to load is not retried before the next install
+        segmenter = getattr(self.pipeline, "segmenter", None)
+        if not hasattr(segmenter, "load_parser"):
+            return  # a segmenter without the house parser (GPU set, a client-mask-only pipeline)
+        try:
+            weights = self._studio.weights(shipped_weights(self.settings.model_dir))
+            segmenter.load_parser(weights)
+            log.info("house parser weights loaded from %s", weights)
+        except Exception:
+            log.exception("house parser weights could not be loaded; the previous ones stay in use")
 
     def _input(self, attempt: _Attempt, ref: InputRef, what: str, keep_as: str | None = None) -> bytes:
         """An input: a file of the job's own folder (an upload reference, put there by the console), else a

@@ -149,6 +149,11 @@ class EmbeddedSegmenter:
         self.side = side
         self.name = "embedded:ade20k-deeplab150+facade-parser"
 
+    def load_parser(self, weights: Path | str) -> None:
+        """Swap in other house parser weights (a worker between jobs, after a fine-tune or a rollback). The new
+        model is loaded completely before it replaces the old one."""
+        self.parser = load_facade_parser(weights)
+
     def class_probabilities(self, image: np.ndarray) -> np.ndarray:
         """uint8 RGB (H, W, 3) -> (h, w, len(CLASSES)) float32 at the parser's working size."""
         image = _as_rgb(image)

@@ -38,15 +38,16 @@ house taxonomy; see that commit's docstring for its three runs):
 The time budget ended first: 1114 steps in 45 min on the shared CPU (other work running beside it), so a repeat
 elsewhere runs a different number of steps. No calibration was applied to the shipped file (`--calibrate` is
 there for a later run: it sweeps the wall threshold on training photos only).
+
+The cache, augmentation, loss and training loop live in pipeline/parser_training.py (shared with
+`render-appliance parser finetune`); this script is the recipe: which data, how long, where the weights go.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import pickle
 import sys
 import time
 from pathlib import Path
@@ -54,197 +55,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
-from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.facade_parser import (ADE_GROUPS, CLASSES, HSLU_TO_HOUSE, PAINT_CLASS, FacadeParser,  # noqa: E402
-                                    save_facade_parser)
-from pipeline.segment import Ade150, parser_probabilities  # noqa: E402
+from pipeline.facade_parser import PAINT_CLASS, save_facade_parser  # noqa: E402
+from pipeline.parser_training import (DEFAULT_CLASS_WEIGHTS, Pool, TrainConfig, build_cache,  # noqa: E402
+                                      hslu_photos, house_photos, init_model, load_cache, quick_eval, train)
+from pipeline.segment import parser_probabilities  # noqa: E402
 
 SHARED = Path(os.environ.get("RENDER_SHARED_DIR", ROOT.parent / "shared")).resolve()
-CACHE_SIDE = 640
-IGNORE = 255
-# Output rows of the earlier facades-hslu parser's head that start each house class (continued training).
-OLD_CLASSES = ("balcony-fence", "car", "facade", "fence", "non-building-infrastructure", "shop", "street",
-               "traffic-infrastructure", "vegetation", "window", "background")
-OLD_HEAD_ROWS = {"wall": "facade", "roof": "background", "window": "window", "door": "shop",
-                 "garage_door": "background", "trim": "balcony-fence", "sky": "background",
-                 "vegetation": "vegetation", "ground": "street", "other": "car"}
-DEFAULT_CLASS_WEIGHTS = "roof=2,garage_door=2.5,door=2,trim=1.5,window=1.5"
 
 
-# ----------------------------------------------------------------------------------------------- data
-def house_photos(root: Path) -> list[tuple[Path, Path]]:
-    """(photo, index mask) of the usable photos of a houses-style folder (images/ or flat, labels/, masks/)."""
-    out = []
-    for lab in sorted((root / "labels").glob("*.json")):
-        meta = json.loads(lab.read_text())
-        mask = root / "masks" / (lab.stem + ".png")
-        photo = next((p for p in (root / "images" / meta["image"], root / meta["image"]) if p.is_file()), None)
-        if meta.get("usable", True) and mask.is_file() and photo is not None:
-            out.append((photo, mask))
-    return out
-
-
-def hslu_photos(root: Path, split: str) -> list[tuple[Path, Path]]:
-    return [(f, root / split / "masks" / (f.stem + ".png")) for f in sorted((root / split / "images").glob("*.jpg"))]
-
-
-_HSLU_LUT = np.zeros(256, np.uint8)
-for _k, _v in HSLU_TO_HOUSE.items():
-    _HSLU_LUT[_k] = CLASSES.index(_v) + 1
-
-
-def build_cache(name: str, files: list[tuple[Path, Path]], hslu: bool, cache_dir: Path, ade_path: Path) -> Path:
-    """cache_dir/name.pkl: list of (photo at 640 px long side, house-index mask, ADE20K context float16)."""
-    out = cache_dir / f"{name}.pkl"
-    if out.is_file():
-        return out
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    ade = Ade150(ade_path, threads=2)
-    items = []
-    t0 = time.time()
-    for i, (photo, mask_path) in enumerate(files):
-        img = cv2.cvtColor(cv2.imread(str(photo), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        mask = np.array(Image.open(mask_path))  # palette / grey index, not colour
-        if hslu:
-            mask = _HSLU_LUT[mask]
-        ctx = ade.context(img).astype(np.float16)
-        s = CACHE_SIDE / max(img.shape[:2])
-        size = (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s)))
-        items.append((cv2.resize(img, size, interpolation=cv2.INTER_AREA),
-                      cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST), ctx))
-        if i % 50 == 0:
-            print(f"cache {name}: {i}/{len(files)} {time.time() - t0:.0f}s", flush=True)
-    with open(out.with_suffix(".part"), "wb") as f:
-        pickle.dump(items, f, protocol=pickle.HIGHEST_PROTOCOL)
-    out.with_suffix(".part").rename(out)
-    return out
-
-
-def load_cache(path: Path) -> list:
-    with open(path, "rb") as f:
-        return pickle.load(f)
-
-
-# ------------------------------------------------------------------------------------------ augmentation
-def warp_channels(x: np.ndarray, M: np.ndarray, size: int) -> np.ndarray:
-    """warpPerspective (M: output pixel -> source pixel) of an (H, W, C) array, 4 channels at a time."""
-    x = np.asarray(x, np.float32)
-    out = np.empty((size, size, x.shape[-1]), np.float32)
-    for i in range(0, x.shape[-1], 4):
-        part = cv2.warpPerspective(np.ascontiguousarray(x[..., i:i + 4]), M, (size, size),
-                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-        out[..., i:i + 4] = part.reshape(size, size, -1)
-    return out
-
-
-def sample(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, ctx: np.ndarray, crop: int,
-           aspect_jitter: float):
-    """One random training crop: rgb (crop, crop, 3) float32, ctx (crop/4, crop/4, N_CTX) float32, target
-    (crop, crop) uint8 (house index, IGNORE outside the photo)."""
-    H, W = image.shape[:2]
-    f = rng.uniform(0.35, 1.25) * min(H, W)
-    r = math.exp(rng.uniform(-aspect_jitter, aspect_jitter))  # aspect-ratio distortion of the crop box
-    cw, ch = f * math.sqrt(r), f / math.sqrt(r)
-    cx = rng.uniform(min(cw / 2, W / 2), max(W - cw / 2, W / 2))
-    cy = rng.uniform(min(ch / 2, H / 2), max(H - ch / 2, H / 2))
-    src = np.array([[cx - cw / 2, cy - ch / 2], [cx + cw / 2, cy - ch / 2], [cx + cw / 2, cy + ch / 2],
-                    [cx - cw / 2, cy + ch / 2]], np.float32)
-    src += rng.uniform(-0.06, 0.06, (4, 2)).astype(np.float32) * np.array([cw, ch], np.float32)
-    dst = np.array([[0, 0], [crop, 0], [crop, crop], [0, crop]], np.float32)
-    if rng.random() < 0.5:
-        dst = dst[[1, 0, 3, 2]]
-    M = cv2.getPerspectiveTransform(dst, src)  # output pixel -> cache pixel
-    flags = cv2.WARP_INVERSE_MAP
-    img = cv2.warpPerspective(image, M, (crop, crop), flags=cv2.INTER_LINEAR | flags,
-                              borderMode=cv2.BORDER_REFLECT_101)
-    lab = cv2.warpPerspective(mask, M, (crop, crop), flags=cv2.INTER_NEAREST | flags,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=IGNORE)
-    g = ctx.shape[0]  # the context grid covers the whole photo squeezed to a square
-    A = np.array([[g / W, 0, 0.5 * g / W - 0.5], [0, g / H, 0.5 * g / H - 0.5], [0, 0, 1]])  # = cv2.resize
-    D = np.array([[4, 0, 1.5], [0, 4, 1.5], [0, 0, 1]])  # 1/4 grid cell -> its centre in output pixels
-    c = warp_channels(ctx, A @ M @ D, crop // 4)
-    return colour_jitter(rng, img.astype(np.float32) * (1 / 255)), c, lab
-
-
-def colour_jitter(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
-    grey = x.mean(-1, keepdims=True)
-    x = grey + (x - grey) * rng.uniform(0.5, 1.5)  # saturation
-    x = x * rng.uniform(0.9, 1.1, 3).astype(np.float32)  # white balance
-    m = x.mean()
-    x = m + (x - m) * rng.uniform(0.7, 1.3)  # contrast
-    x = x * rng.uniform(0.7, 1.3)  # brightness
-    x = np.clip(x, 0, 1) ** rng.uniform(0.75, 1.33)  # gamma
-    if rng.random() < 0.1:
-        x = np.repeat(x.mean(-1, keepdims=True), 3, -1)
-    if rng.random() < 0.2:
-        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.5))
-    if rng.random() < 0.3:
-        x = x + rng.normal(0, rng.uniform(0.005, 0.03), x.shape).astype(np.float32)
-    return np.clip(x, 0, 1).astype(np.float32)
-
-
-def parse_class_weights(spec: str) -> np.ndarray:
-    """"roof=2,trim=1.5" -> per-class loss weights (len(CLASSES),), 1 for classes not named."""
-    cw = np.ones(len(CLASSES), np.float32)
-    for item in filter(None, (x.strip() for x in spec.split(","))):
-        name, value = item.split("=")
-        cw[CLASSES.index(name.strip())] = float(value)
-    return cw
-
-
-def targets(lab: np.ndarray, class_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """house index -> class index (index - 1) and per-pixel loss weight (the class's weight; 0 for unlabelled
-    pixels and outside the photo)."""
-    cls = lab.astype(np.int64) - 1
-    known = (lab > 0) & (lab != IGNORE)
-    cls[~known] = 0
-    w = np.where(known, class_weights[np.clip(cls, 0, len(CLASSES) - 1)], 0).astype(np.float32)
-    return cls, w
-
-
-# ------------------------------------------------------------------------------------------------- model
-def init_model(path: Path | None, widths: str, ctx_width: int) -> tuple[FacadeParser, dict | None]:
-    """New model, or weights from `path` (house classes, or the earlier facades-hslu classes mapped over)."""
-    if path is None:
-        return FacadeParser(tuple(int(w) for w in widths.split(",")), ctx_width), None
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if ckpt.get("ade_groups") != list(ADE_GROUPS):
-        raise ValueError(f"{path}: weights made for other ADE20K input groups")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    if ckpt.get("classes") == list(OLD_CLASSES):
-        rows = [OLD_CLASSES.index(OLD_HEAD_ROWS[c]) for c in CLASSES]
-        state["head.weight"] = state["head.weight"][rows].clone()
-        state["head.bias"] = state["head.bias"][rows].clone()
-    elif ckpt.get("classes") != list(CLASSES):
-        raise ValueError(f"{path}: weights made for unknown classes {ckpt.get('classes')}")
-    model = FacadeParser(tuple(ckpt["widths"]), ckpt["ctx_width"])
-    model.load_state_dict(state)
-    return model, ckpt.get("meta")
-
-
-# -------------------------------------------------------------------------------------------- evaluation
-def quick_eval(model: FacadeParser, items: list, side: int) -> dict[str, float]:
-    """Wall IoU / leakage (labelled non-wall pixels painted) on cached photos: progress figures only."""
-    model.eval()
-    inter = union = leak = nonpaint = 0
-    for img, mask, ctx in items:
-        prob = parser_probabilities(model, img, np.asarray(ctx, np.float32), side)[..., PAINT_CLASS]
-        pred = cv2.resize(prob, mask.shape[::-1], interpolation=cv2.INTER_LINEAR) > 0.5
-        lab = mask > 0
-        wall = mask == PAINT_CLASS + 1
-        inter += np.sum(pred & wall)
-        union += np.sum((pred | wall) & lab)
-        leak += np.sum(pred & lab & ~wall)
-        nonpaint += np.sum(lab & ~wall)
-    model.train()
-    return {"iou": float(inter / max(union, 1)), "leakage": float(leak / max(nonpaint, 1))}
-
-
+# -------------------------------------------------------------------------------------------- calibration
 def calibrate(weights: Path, items: list, side: int, out: Path) -> float:
     """Shifts the wall logit's bias so that "wall probability > 0.5" (what pipeline.segment applies) falls at the
     threshold that maximises wall IoU - leakage on `items` (training photos: never the validation set).
@@ -327,15 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     val = val[::4]
 
     model, init_meta = init_model(args.init, args.widths, args.ctx_width)
-    model.train()
-    class_weights = parse_class_weights(args.class_weights)
     print(f"parameters: {sum(p.numel() for p in model.parameters())}", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    warmup = max(1, args.warmup)
     t0 = time.time()
-    budget = args.minutes * 60
     step = 0
-    ema = None
 
     def checkpoint() -> dict:
         q = quick_eval(model, val, args.eval_side)
@@ -345,49 +162,21 @@ def main(argv: list[str] | None = None) -> int:
         save_facade_parser(model, args.out, meta)
         return q
 
-    while True:
-        progress = step / args.steps
-        if budget:
-            progress = max(progress, (time.time() - t0) / budget)
-        if progress >= 1.0:
-            break
-        lr = args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * progress))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        xs, cs, ys, ws = [], [], [], []
-        for _ in range(args.batch):
-            from_houses = rng.random() < args.houses_share
-            pool = houses if from_houses else hslu
-            img, mask, ctx = pool[rng.integers(len(pool))]
-            # hslu photos were squeezed to squares by their publisher: undo a random aspect ratio
-            x, c, lab = sample(rng, img, mask, ctx, args.crop, 0.15 if from_houses else 0.55)
-            cls, w = targets(lab, class_weights)
-            xs.append(x.transpose(2, 0, 1))
-            cs.append(c.transpose(2, 0, 1))
-            ys.append(cls)
-            ws.append(w)
-        x = torch.from_numpy(np.stack(xs))
-        c = torch.from_numpy(np.stack(cs))
-        y = torch.from_numpy(np.stack(ys))
-        w = torch.from_numpy(np.stack(ws))
-        logits = model(x, c)
-        loss = (F.cross_entropy(logits, y, reduction="none") * w).sum() / w.sum().clamp_min(1)
-        if args.leak_weight:
-            # labelled non-wall pixels (scored as leakage / "house parts painted"): penalise their wall probability
-            dnp = ((y != PAINT_CLASS) & (w > 0)).float()
-            p_wall = torch.softmax(logits, 1)[:, PAINT_CLASS]
-            loss = loss + args.leak_weight * (p_wall * dnp).sum() / dnp.sum().clamp_min(1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+    def on_step(done: int, loss: float, lr: float) -> None:
+        nonlocal step
+        step = done
         if step % 25 == 0:
-            print(f"step {step} loss {ema:.4f} lr {lr:.2e} {time.time() - t0:.0f}s", flush=True)
+            print(f"step {step} loss {loss:.4f} lr {lr:.2e} {time.time() - t0:.0f}s", flush=True)
         if step % args.eval_every == 0:
             q = checkpoint()
             print(f"step {step}: hslu-valid(quick) iou {q['iou']:.3f} leakage {q['leakage']:.3f} -> {args.out}",
                   flush=True)
+
+    # hslu photos were squeezed to squares by their publisher: undo a random aspect ratio
+    pools = [Pool(houses, args.houses_share, 0.15), Pool(hslu, 1 - args.houses_share, 0.55)]
+    cfg = TrainConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, batch=args.batch, crop=args.crop,
+                      class_weights=args.class_weights, leak_weight=args.leak_weight, minutes=args.minutes)
+    step = train(model, pools, cfg, rng, on_step=on_step)
     q = checkpoint()
     print(f"done: {step} steps in {time.time() - t0:.0f}s; hslu-valid(quick) iou {q['iou']:.3f} "
           f"leakage {q['leakage']:.3f} -> {args.out}", flush=True)

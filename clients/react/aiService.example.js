@@ -14,14 +14,22 @@
  *   import { generateRender } from './aiService';
  *   const { resultUrl, project } = await generateRender({
  *     supabase, userId: session.user.id, photo: file,
- *     swatches: [{ id: 'brick-1', name: 'Red brick', color: '#B04A3A', url: swatchUrl }],
+ *     swatches: [{ id: 'brick-1', name: 'Red brick', color: '#B04A3A', url: swatchUrl },   // the wall
+ *                { id: 'white', name: 'White trim', color: '#F4F1EA', surface: 'trim' },
+ *                { id: 'red-door', name: 'Red door', color: '#8B1A1A', surface: 'door' }],
  *     onProgress: ({ phase, stage, progress }) => setProgress(progress),
  *     signal: abortController.signal,
  *   });
  *
  * Assumed schema (adapt the names in `COLUMNS` below if yours differ):
  *   projects(id uuid primary key, user_id uuid, original_image_url text, mask_url text, swatch_data jsonb
- *            -- [{id, name, color, url}], status text, generated_image_url text, generated_image_urls text[])
+ *            -- [{id, name, color, url, surface?}], status text, generated_image_url text, generated_image_urls text[])
+ *
+ * Several surfaces (`swatchesToSurfaces`): the wall is the swatch whose `surface` is "wall", else the first one
+ * without a `surface` (so the first swatch of an app that never sets one);
+ * every other swatch that names a `surface` (roof, trim -- shutters included --, door, garage_door) paints that
+ * surface, with its image, else its colour (and its optional `swatch_width_m`). Swatches without a `surface`
+ * after the first are kept in swatch_data but not rendered.
  * The appliance downloads the photo, mask and swatch by URL: the bucket must be public, or pass
  * `signedUrlSeconds` to hand it signed URLs instead.
  */
@@ -49,6 +57,9 @@ const COLUMNS = {
  * @property {string} [color]   "#RRGGBB"; used as a paint colour when the swatch has no image
  * @property {string} [url]     the swatch image, already in Storage
  * @property {File|Blob} [file] a swatch image to upload first (its URL then goes into swatch_data)
+ * @property {string} [surface] the part of the house it is for: wall (default for the first swatch), roof, trim,
+ *                              door, garage_door
+ * @property {number} [swatch_width_m] real width of the swatch image in metres (per surface)
  */
 
 /**
@@ -60,6 +71,29 @@ const COLUMNS = {
  */
 
 const isColour = (value) => typeof value === 'string' && /^#[0-9a-f]{6}$/i.test(value.trim());
+
+/** A swatch's material for the appliance: its image URL, else its paint colour, else null. */
+const materialOf = (swatch) => (swatch && swatch.url) || (swatch && isColour(swatch.color) ? swatch.color.trim() : null);
+
+/**
+ * The project's swatch_data -> the job's wall material and `surfaces` (see the header). A surface swatch with
+ * neither image nor colour is left out.
+ * @param {Swatch[]} swatchData
+ * @returns {{textureUrl: string|null, surfaces: import('./renderApi.js').SurfaceInput[]}}
+ */
+export function swatchesToSurfaces(swatchData) {
+  const list = swatchData || [];
+  const wall = list.find((s) => s && s.surface === 'wall') || list.find((s) => s && !s.surface) || null;
+  const surfaces = [];
+  for (const swatch of list) {
+    if (!swatch || swatch === wall || !swatch.surface || swatch.surface === 'wall') continue;
+    const textureUrl = materialOf(swatch);
+    if (!textureUrl) continue;
+    surfaces.push({ surface: swatch.surface, textureUrl,
+      ...(swatch.swatch_width_m != null ? { swatchWidthM: swatch.swatch_width_m } : {}) });
+  }
+  return { textureUrl: materialOf(wall), surfaces };
+}
 
 function extensionOf(file, fallback) {
   const fromName = file && typeof file.name === 'string' && /\.([a-z0-9]{2,5})$/i.exec(file.name);
@@ -121,8 +155,9 @@ async function asUrl(supabase, bucket, value, pathNoExt, opts) {
  * @property {string} [projectId]           re-render an existing project; a new UUID otherwise
  * @property {File|Blob|string} photo       the house photo, or the URL of one already in Storage
  * @property {File|Blob|string|null} [mask] optional paint mask (white = paint), same size as the photo
- * @property {Swatch[]} [swatches]          saved as swatch_data [{id, name, color, url}]; the first one is
- *                                          rendered: its url, else its colour, else the photo itself
+ * @property {Swatch[]} [swatches]          saved as swatch_data [{id, name, color, url, surface?}]; the wall
+ *                                          is rendered with the first one (its url, else its colour, else the
+ *                                          photo itself), other surfaces by their `surface` field
  * @property {Record<string, unknown>} [projectFields]  more columns for the row (e.g. {name})
  * @property {import('./renderApi.js').RenderOptions} [options]  appliance options (real_world_scale, ...)
  * @property {(p: FlowProgress) => void} [onProgress]
@@ -162,7 +197,9 @@ export async function generateRender(args) {
     const url = swatch.file
       ? await asUrl(supabase, bucket, swatch.file, `${folder}/swatch-${i}-${stamp}`, urlOpts)
       : (swatch.url ?? null);
-    swatchData.push({ id: swatch.id ?? String(i), name: swatch.name ?? null, color: swatch.color ?? null, url });
+    swatchData.push({ id: swatch.id ?? String(i), name: swatch.name ?? null, color: swatch.color ?? null, url,
+      ...(swatch.surface ? { surface: swatch.surface } : {}),
+      ...(swatch.swatch_width_m != null ? { swatch_width_m: swatch.swatch_width_m } : {}) });
   }
   if (signal && signal.aborted) throw new RenderApiError('aborted', 'aborted before the project was saved',
     { name: 'AbortError' });
@@ -182,13 +219,13 @@ export async function generateRender(args) {
 
   let jobId = null;
   try {
-    // 3. Submit: the first swatch's image, else its paint colour, else the photo itself.
-    const first = swatchData[0];
-    const textureUrl = (first && first.url) || (first && isColour(first.color) ? first.color.trim() : null)
-      || originalUrl;
+    // 3. Submit: the wall swatch's image, else its paint colour, else the photo itself; the other surfaces'.
+    const { textureUrl: wallMaterial, surfaces } = swatchesToSurfaces(swatchData);
+    const textureUrl = wallMaterial || originalUrl;
     report('submitting', 0.08);
     ({ jobId } = await submitRenderJob(
-      { imageUrl: originalUrl, textureUrl, projectId, userId, maskUrl, options },
+      { imageUrl: originalUrl, textureUrl, projectId, userId, maskUrl, options,
+        ...(surfaces.length ? { surfaces } : {}) },
       { ...submit, signal, idempotencyKey: submit.idempotencyKey || `${projectId}:${stamp}` },
     ));
 

@@ -44,7 +44,20 @@
  * @property {string} [userId]        UUID
  * @property {string} [maskUrl]       optional paint mask (same size as the photo, white = paint)
  * @property {RenderOptions} [options]
+ * @property {SurfaceInput[]} [surfaces]  more parts of the house, each with its own material (textureUrl is the wall)
  */
+
+/**
+ * @typedef {object} SurfaceInput  One more surface of the house (`surfaces` of the job API).
+ * @property {'roof'|'trim'|'door'|'garage_door'|'wall'} surface  trim includes shutters; "wall" only repeats the
+ *                                    top-level textureUrl (the appliance refuses a different one)
+ * @property {string} textureUrl      this surface's swatch image URL, or a paint colour "#RRGGBB"
+ * @property {number} [swatchWidthM]  real width of this swatch in metres (0.05-20)
+ * @property {string} [maskUrl]       this surface's own mask (same size as the photo, white = paint)
+ */
+
+/** The surfaces a job can paint, back to front (the order the appliance composites them in). */
+export const SURFACES = Object.freeze(['roof', 'wall', 'trim', 'garage_door', 'door']);
 
 /**
  * @typedef {object} RequestOptions
@@ -328,14 +341,26 @@ function httpError(res, jobId = null) {
 }
 
 /** {imageUrl, ...} -> the POST body (snake_case, absent fields left out). */
-function jobBody({ imageUrl, textureUrl, projectId, userId, maskUrl, options } = /** @type {any} */ ({})) {
+function jobBody({ imageUrl, textureUrl, projectId, userId, maskUrl, options, surfaces } = /** @type {any} */ ({})) {
   /** @type {Record<string, unknown>} */
   const body = { image_url: imageUrl, texture_url: textureUrl };
   if (projectId != null) body.project_id = projectId;
   if (userId != null) body.user_id = userId;
   if (maskUrl != null) body.mask_url = maskUrl;
   if (options != null) body.options = options;
+  if (surfaces != null) body.surfaces = surfaces.map(surfaceBody);
   return body;
+}
+
+/** {surface, textureUrl, swatchWidthM?, maskUrl?} -> the API's entry (snake_case keys are accepted as given). */
+function surfaceBody(entry) {
+  const { surface, textureUrl = entry.texture_url, swatchWidthM = entry.swatch_width_m,
+    maskUrl = entry.mask_url } = entry || {};
+  /** @type {Record<string, unknown>} */
+  const out = { surface, texture_url: textureUrl };
+  if (swatchWidthM != null) out.swatch_width_m = swatchWidthM;
+  if (maskUrl != null) out.mask_url = maskUrl;
+  return out;
 }
 
 // --- the API -------------------------------------------------------------------------------------------------

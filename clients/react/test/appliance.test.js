@@ -307,6 +307,29 @@ describe('aiService.example.js with @supabase/supabase-js', () => {
     assert.equal(projects.rows.get(row.id).generated_image_url, second.resultUrl);
   });
 
+  test('swatches with a surface: one render, the wall from the first swatch, trim and door their own', async () => {
+    const userId = randomUUID();
+    const done = await generateRender({
+      supabase, userId, photo, poll: FAST, swatches: [
+        { id: 'brick', name: 'Orange brick', file: swatch },
+        { id: 'white', name: 'White trim', color: '#F4F1EA', surface: 'trim' },
+        { id: 'door', name: 'Red door', color: '#8B1A1A', surface: 'door' }],
+    });
+    const row = projects.rows.get(done.project.id);
+    assert.equal(row.status, 'completed');
+    assert.deepEqual(row.swatch_data.map((s) => s.surface ?? null), [null, 'trim', 'door']);
+    const body = lastPostBody();
+    assert.equal(body.texture_url, row.swatch_data[0].url);
+    assert.deepEqual(body.surfaces, [{ surface: 'trim', texture_url: '#F4F1EA' },
+      { surface: 'door', texture_url: '#8B1A1A' }]);
+    const finished = await getRenderJob(done.jobId);
+    assert.ok(finished.painted && finished.painted.wall, JSON.stringify(finished));
+    for (const name of ['trim', 'door']) {  // painted, or said why not
+      assert.ok(finished.painted[name] || finished.warnings.some((w) => w.startsWith(`surface ${name}:`)),
+        JSON.stringify(finished));
+    }
+  });
+
   test('a failed render marks the project failed; no swatch renders the photo itself', async () => {
     const userId = randomUUID();
     const err = await rejectsWith(generateRender({

@@ -6,8 +6,9 @@ import { webcrypto } from 'node:crypto';
 import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
 
+import { swatchesToSurfaces } from '../aiService.example.js';
 import {
-  RenderApiError, getRenderJob, newIdempotencyKey, pollRenderJob, renderApiBaseUrl, submitRenderJob,
+  RenderApiError, SURFACES, getRenderJob, newIdempotencyKey, pollRenderJob, renderApiBaseUrl, submitRenderJob,
   watchRenderJob,
 } from '../renderApi.js';
 
@@ -117,6 +118,41 @@ test('submit: 400 and 401 are not retried', async () => {
   await rejectsWith(submitRenderJob(input, { baseUrl, apiKey: 'wrong' }), 'unauthorized');
   assert.equal(seen.length, 1);
   assert.equal(seen[0].headers.authorization, 'Bearer wrong');
+});
+
+test('submit: surfaces go out as the API\'s entries (camelCase in, snake_case out, absent fields left out)', async () => {
+  reset([created()]);
+  await submitRenderJob({ ...input, surfaces: [
+    { surface: 'roof', textureUrl: 'http://photos.example/slate.jpg', swatchWidthM: 1.5,
+      maskUrl: 'http://photos.example/roof.png' },
+    { surface: 'trim', textureUrl: '#F4F1EA' },
+    { surface: 'door', texture_url: '#8B1A1A' }] }, { baseUrl });
+  assert.deepEqual(JSON.parse(seen[0].body).surfaces, [
+    { surface: 'roof', texture_url: 'http://photos.example/slate.jpg', swatch_width_m: 1.5,
+      mask_url: 'http://photos.example/roof.png' },
+    { surface: 'trim', texture_url: '#F4F1EA' },
+    { surface: 'door', texture_url: '#8B1A1A' }]);
+  reset([created()]);
+  await submitRenderJob(input, { baseUrl });
+  assert.equal('surfaces' in JSON.parse(seen[0].body), false);
+  assert.deepEqual(SURFACES, ['roof', 'wall', 'trim', 'garage_door', 'door']);
+});
+
+test('swatchesToSurfaces: the first swatch (or the one marked wall) is the wall, the rest by their surface', () => {
+  const brick = { id: 'b', color: '#AA0000', url: 'http://x/brick.jpg' };
+  assert.deepEqual(swatchesToSurfaces([brick, { id: 'alt', color: '#00AA00' }]),
+    { textureUrl: 'http://x/brick.jpg', surfaces: [] });
+  assert.deepEqual(swatchesToSurfaces([
+    { id: 'r', url: 'http://x/slate.jpg', surface: 'roof', swatch_width_m: 1.2 },
+    { id: 'p', color: ' #5a6b7c ' },
+    { id: 't', color: '#F4F1EA', surface: 'trim' },
+    { id: 'n', name: 'no material', surface: 'door' },
+  ]), { textureUrl: '#5a6b7c', surfaces: [
+    { surface: 'roof', textureUrl: 'http://x/slate.jpg', swatchWidthM: 1.2 },
+    { surface: 'trim', textureUrl: '#F4F1EA' }] });
+  assert.deepEqual(swatchesToSurfaces([{ id: 'a', color: '#111111' }, { id: 'w', color: '#222222', surface: 'wall' }]),
+    { textureUrl: '#222222', surfaces: [] });
+  assert.deepEqual(swatchesToSurfaces([]), { textureUrl: null, surfaces: [] });
 });
 
 test('abort while waiting out a Retry-After rejects at once with an AbortError', async () => {

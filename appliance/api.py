@@ -10,6 +10,8 @@ POST /render/jobs {image_url, texture_url, project_id?, user_id?, mask_url?, opt
     409 {error: "idempotency_conflict"}                        (Idempotency-Key reused with another payload)
     415 {error: "unsupported_media_type"}                      (a body sent without Content-Type: application/json)
     503 {error: "queue_full"} + Retry-After                    (queue.depth jobs queued or running)
+    503 {error: "store_unavailable"} + Retry-After             (job store locked, disk full or low, unreachable;
+                                                                any job route)
 GET /render/jobs?project_id=&user_id=&status=&limit=&cursor=                      (appliance.listing)
     200 {jobs: [the jobs as GET /render/jobs/{job_id} shows them], next_cursor}: newest first, limit <= 100
 GET /render/jobs/{job_id}/events                                                    (appliance.events)
@@ -30,6 +32,7 @@ validated by FastAPI against appliance.schemas.RenderRequest.
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Callable
@@ -43,7 +46,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .context import AppContext
 from .domain import ACTIVE, PROCESSING, ErrorCode, JobStatus, Stage
-from .jobs import IdempotencyConflict, Job, JobStore, QueueFull
+from .jobs import IdempotencyConflict, Job, JobStore, QueueFull, StoreUnavailable
 from .readiness import readiness
 from .request_body import BodyError, declares_body, is_json_type, parse_json, read_capped
 from .events import event_stream
@@ -52,6 +55,8 @@ from .schemas import ListQuery, RenderRequest, problems
 from .service import CancelOutcome, JobSpec
 
 MAX_BODY = 64 * 1024
+STORE_RETRY_AFTER = 5  # seconds: a lock usually clears, an operator frees disk or restarts the database
+log = logging.getLogger("appliance.api")
 
 
 class ApiError(Exception):
@@ -129,6 +134,11 @@ class JobRoute(APIRoute):
                 return ApiError(400, ErrorCode.VALIDATION_FAILED, details=problems(exc.errors())).response()
             except ApiError as exc:
                 return exc.response()
+            except StoreUnavailable as exc:
+                log.warning("%s %s: %s", request.method, request.url.path, exc)
+                return ApiError(503, "store_unavailable", "the job store cannot serve right now; retry later",
+                                headers={"Retry-After": str(STORE_RETRY_AFTER)},
+                                retry_after=STORE_RETRY_AFTER).response()
 
         return route
 
@@ -174,7 +184,8 @@ _POST_DOCS = {**_doc(201, "accepted", {"job_id": "4f0d…", "status": "processin
               **_doc(401, "missing or wrong API key", {"error": "unauthorized"}),
               **_doc(409, "Idempotency-Key reused with another payload", {"error": "idempotency_conflict"}),
               **_doc(415, "the body was not sent as application/json", {"error": "unsupported_media_type"}),
-              **_doc(503, "queue full; see Retry-After", {"error": "queue_full", "retry_after": 10})}
+              **_doc(503, "queue full, or the job store cannot serve (locked, disk full, unreachable); see "
+                          "Retry-After", {"error": "queue_full", "retry_after": 10})}
 _GET_DOCS = {**_doc(200, "the job: processing (stage, progress, queue_position) | completed (result_url) | failed "
                          f"(error_code in {', '.join(ErrorCode)}; error_message)", _JOB_EXAMPLE),
              **_doc(404, "unknown job", {"error": "job_not_found"})}

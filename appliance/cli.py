@@ -94,6 +94,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from .jobs import JobStore
+
+    settings = _settings(args)
+    store = JobStore(settings.jobs_db, busy_timeout=settings.store_busy_timeout)
+    try:
+        count = store.backup(Path(args.path))
+    except NotImplementedError as exc:
+        raise SystemExit(f"backup: {exc} (cluster mode: pg_dump the database of cluster.database_url)") from None
+    except OSError as exc:
+        raise SystemExit(f"backup: cannot write {args.path}: {exc.strerror or exc}") from None
+    finally:
+        store.close()
+    print(f"backed up {count} jobs from {store.url} to {args.path}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from .supervisor import run_worker
 
@@ -112,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run one queue consumer (one per GPU)")
     worker.add_argument("--device", help="cuda:0, cuda:1, ... or cpu (default: from config)")
     worker.set_defaults(func=cmd_worker)
+
+    backup = sub.add_parser("backup", help="copy the job store (SQLite) consistently, while it runs")
+    backup.add_argument("path", help="the copy to write (replaced if it exists)")
+    backup.set_defaults(func=cmd_backup)
 
     render = sub.add_parser("render", help="render one photo locally, without the service")
     render.add_argument("photo")
@@ -146,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pipeline.errors import InputError
 
+    from .jobs import StoreUnavailable
+
     try:
         return args.func(args)
-    except InputError as exc:
+    except (InputError, StoreUnavailable) as exc:
         raise SystemExit(f"{args.command}: {exc}") from None
     except KeyboardInterrupt:
         return 130

@@ -104,6 +104,9 @@ class Settings:
     maintenance_interval: float = 60.0  # seconds between housekeeping runs (lease reaping, retention)
     worker_pipeline: str | None = None  # "module:callable" building the Pipeline; None = the embedded model set
     worker_name: str | None = None  # this machine's name in worker slots / leases; None = the host name
+    # [store]
+    store_busy_timeout: float = 10.0  # seconds a write waits for a locked SQLite store before 503 store_unavailable
+    min_free_mb: int = 200  # free space the data folder needs; below it /readyz fails and POST answers 503
     # [cluster] (both set: several machines share one queue and one job store; unset: the embedded SQLite files)
     database_url: str | None = None  # postgresql://user:password@host:5432/db
     queue_url: str | None = None  # redis://host:6379/0
@@ -318,6 +321,8 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
     ("render", "geometry_backend"): ("geometry_backend", _choice("auto", "embedded", "gpu"),
                                      "RENDER_GEOMETRY_BACKEND"),
     ("render", "refine_backend"): ("refine_backend", _choice("auto", "none", "gpu"), "RENDER_REFINE_BACKEND"),
+    ("store", "busy_timeout_seconds"): ("store_busy_timeout", _number(float, 0, 600, low_open=True), None),
+    ("store", "min_free_mb"): ("min_free_mb", _number(int, 0, 10_000_000), "RENDER_MIN_FREE_MB"),
     ("queue", "depth"): ("queue_depth", _number(int, 1, 100_000), "RENDER_QUEUE_DEPTH"),
     ("queue", "max_attempts"): ("max_attempts", _number(int, 1, 100), "RENDER_MAX_ATTEMPTS"),
     ("queue", "retention_hours"): ("retention_hours", _number(float, 0, 100_000, low_open=True),

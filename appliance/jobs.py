@@ -41,6 +41,11 @@ class QueueFull(Exception):
     """The configured queue depth is reached."""
 
 
+class StoreUnavailable(Exception):
+    """The job store cannot serve now: busy or locked beyond the busy timeout, disk full, I/O error, unreachable,
+    or a damaged file. `str(exc)` names the store and the reason (for logs and the start; not for clients)."""
+
+
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was already used with a different request."""
 
@@ -115,6 +120,28 @@ class JobStore:
         self.path = getattr(self.dialect, "path", None)  # the SQLite file; None on PostgreSQL
         self.url = redact(str(target))
         self._local = threading.local()
+        try:
+            self._open()
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(f"{exc}. {self._fix(exc)}") from exc.__cause__
+
+    def _fix(self, exc: StoreUnavailable) -> str:
+        """What an operator can do about a store that cannot be opened."""
+        text = str(exc).lower()
+        if self.path is None:
+            return "Check that cluster.database_url points at a running PostgreSQL server this user may write to"
+        if "locked" in text or "busy" in text:
+            return "Another process holds it: stop that process, or wait"
+        if "not a database" in text or "malformed" in text or "damaged" in text or "corrupt" in text:
+            return (f"Stop the appliance, then restore a backup over it (see `render-appliance backup`), or move "
+                    f"{self.path} and its -wal/-shm files away to start with an empty job store")
+        return (f"Check that {self.path} and its folder are readable and writable by this user and that the disk "
+                f"has room")
+
+    def _open(self) -> None:
+        damage = self._guard(lambda: self.dialect.check(self._db.raw))
+        if damage:
+            raise StoreUnavailable(f"job store {self.url} is damaged ({damage})")
         with self._tx() as db:
             for statement in self.dialect.schema():
                 db.execute(statement)
@@ -130,20 +157,57 @@ class JobStore:
     def _db(self) -> "_Conn":
         conn = getattr(self._local, "conn", None)
         if conn is None or self.dialect.broken(conn.raw):
-            conn = self._local.conn = _Conn(self.dialect.connect(), self.dialect)
+            raw = self._guard(self.dialect.connect)
+            conn = self._local.conn = _Conn(raw, self.dialect, self.url)
         return conn
+
+    def _guard(self, call):
+        """`call()`, with the store's faults (busy, full, unreachable, damaged) raised as StoreUnavailable."""
+        try:
+            return call()
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if self.dialect.unavailable(exc):
+                raise StoreUnavailable(f"job store {self.url}: {exc}") from exc
+            raise
 
     @contextmanager
     def _tx(self, serialize: bool = False) -> Iterator["_Conn"]:
         db = self._db
-        with self.dialect.transaction(db.raw, serialize):
-            yield db
+        try:
+            with self.dialect.transaction(db.raw, serialize):
+                yield db
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if self.dialect.unavailable(exc):
+                raise StoreUnavailable(f"job store {self.url}: {exc}") from exc
+            raise
 
     def _one(self, sql: str, params: tuple = ()) -> tuple | None:
         return self._db.execute(sql, params).fetchone()
 
     def _write(self, sql: str, params: tuple = ()) -> int:
         return self._db.execute(sql, params).rowcount
+
+    def backup(self, target: Path) -> int:
+        """A consistent copy of the store at `target` (SQLite); returns the number of jobs in it. Raises
+        NotImplementedError for PostgreSQL (pg_dump), StoreUnavailable."""
+        self._guard(lambda: self.dialect.backup(self._db.raw, target))
+        copy = JobStore(target)
+        try:
+            return int(copy._one("SELECT COUNT(*) FROM render_jobs")[0])
+        finally:
+            copy.close()
+
+    def checkpoint(self) -> None:
+        """At a clean stop: everything committed goes into the database file itself (SQLite: the WAL is moved in
+        and truncated), so the file alone holds every job. Best effort: a busy store is left as it is."""
+        try:
+            self._guard(lambda: self.dialect.checkpoint(self._db.raw))
+        except StoreUnavailable:
+            pass
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -436,12 +500,17 @@ class JobStore:
 class _Conn:
     """A connection that speaks the portable SQL of this module (qmark parameters) in its dialect."""
 
-    __slots__ = ("raw", "_dialect")
+    __slots__ = ("raw", "_dialect", "_url")
 
-    def __init__(self, raw: Any, dialect: Any):
-        self.raw, self._dialect = raw, dialect
+    def __init__(self, raw: Any, dialect: Any, url: str = "?"):
+        self.raw, self._dialect, self._url = raw, dialect, url
 
     def execute(self, sql: str, params: tuple = ()) -> Any:
         # Enum members go in as their values: no driver's own enum mapping (psycopg dumps names) can apply.
         params = tuple(p.value if isinstance(p, Enum) else p for p in params)
-        return self.raw.execute(self._dialect.sql(sql), params)
+        try:
+            return self.raw.execute(self._dialect.sql(sql), params)
+        except Exception as exc:
+            if self._dialect.unavailable(exc):
+                raise StoreUnavailable(f"job store {self._url}: {exc}") from exc
+            raise

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from .context import AppContext
+from .disk import free_mb, low_space
 from .service import live_workers
 
 
@@ -34,8 +35,9 @@ def readiness(ctx: AppContext) -> dict[str, dict[str, Any]]:
 
     def job_store():
         ctx.store.ping()
-        return None, {"backend": ctx.store.url, "active_jobs": ctx.store.active_count(),
-                      "queue_depth": ctx.settings.queue_depth}
+        return low_space(ctx.settings), {"backend": ctx.store.url, "active_jobs": ctx.store.active_count(),
+                                         "queue_depth": ctx.settings.queue_depth,
+                                         "free_mb": free_mb(ctx.settings), "min_free_mb": ctx.settings.min_free_mb}
 
     def queue():
         return None, {"backend": type(ctx.queue.huey).__name__, "pending_messages": ctx.queue.ping()}

@@ -52,6 +52,8 @@ def create_app(settings: Settings, *, with_worker: bool | None = None):
     if ctx.supervisor is not None:
         app.on_startup(ctx.supervisor.start)
         app.on_shutdown(lambda: ctx.supervisor.stop())  # NiceGUI passes `app` to one-argument handlers
+    # Last (after the worker stopped): the SQLite file alone then holds every job (a copy of jobs.db is whole).
+    app.on_shutdown(lambda: ctx.store.checkpoint())
     app.state.render = ctx
     return app, ctx
 

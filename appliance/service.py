@@ -1,6 +1,6 @@
 """The job service: the one way jobs are made and stopped, for the HTTP routes and the console alike.
 
-    submit(spec)        store a queued job and ring the queue (QueueFull, IdempotencyConflict)
+    submit(spec)        store a queued job and ring the queue (QueueFull, IdempotencyConflict, StoreUnavailable)
     refusal(spec)       why the live workers cannot run it (refinement without a refiner), or None
     cancel(job_id)      a queued job ends at once, a running one is flagged
     retry(job)          a new job with the same inputs (the files the old one kept, linked into its folder)
@@ -25,8 +25,9 @@ from pipeline.options import RenderOptions
 from pipeline.surfaces import Surface, unknown_surface_reason
 
 from .domain import ACTIVE, JobStatus, is_canceled
+from .disk import low_space
 from .jobdir import MASK, MASK_INPUT, PHOTO, SWATCH, JobFolder, surface_stem
-from .jobs import Job, JobStore, WorkerInfo
+from .jobs import Job, JobStore, StoreUnavailable, WorkerInfo
 from .queue import RenderQueue
 from .refs import InputRef, RefKind, parse_ref
 
@@ -116,6 +117,8 @@ class JobService:
                made_from: dict[str, Any] | None = None) -> tuple[Job, bool]:
         """Store a queued job and enqueue it. Returns (job, created). Raises QueueFull, IdempotencyConflict."""
         job_id = job_id or str(uuid.uuid4())
+        if (reason := low_space(self.settings)) is not None:  # refused while it can still be said cleanly
+            raise StoreUnavailable(reason)
         if made_from:
             JobFolder(self.settings, job_id).set_origin(made_from)
         fields = spec.fields()

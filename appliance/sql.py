@@ -92,6 +92,21 @@ class Dialect:
     def broken(self, conn: Any) -> bool:
         return False
 
+    def unavailable(self, exc: BaseException) -> bool:
+        """Does `exc` mean the store cannot serve right now (busy, locked, disk full, I/O error, unreachable,
+        damaged), as opposed to a fault of the statement (a constraint, a bug)?"""
+        return False
+
+    def checkpoint(self, conn: Any) -> None:
+        """Make the database file complete on its own (SQLite: move the WAL into it)."""
+
+    def check(self, conn: Any) -> str | None:
+        """At open: None when the store reads back sound, else what is wrong."""
+        return None
+
+    def backup(self, conn: Any, target: Path) -> None:
+        raise NotImplementedError(f"{self.name} job stores are backed up with the database's own tools")
+
 
 class SqliteDialect(Dialect):
     """One file, WAL so that readers never wait for the worker's writes; `BEGIN IMMEDIATE` serializes writers."""
@@ -112,6 +127,32 @@ class SqliteDialect(Dialect):
         # cut can drop the last commits. FULL would fsync on every commit (3-10 ms here, most of a POST).
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
+
+    def unavailable(self, exc: BaseException) -> bool:
+        # OperationalError: locked, busy, disk full, I/O error, cannot open; a bare DatabaseError: a damaged file
+        # ("file is not a database", "database disk image is malformed"). IntegrityError is the caller's business.
+        return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def check(self, conn: sqlite3.Connection) -> str | None:
+        found = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+        return None if found == ["ok"] else "; ".join(found[:3])
+
+    def backup(self, conn: sqlite3.Connection, target: Path) -> None:
+        """A consistent copy through SQLite's online backup API (committed rows, WAL included; writers may go on),
+        written beside `target` and renamed into place, so a half-written backup never has its name."""
+        target = Path(target)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.unlink(missing_ok=True)
+        copy = sqlite3.connect(str(partial))
+        try:
+            conn.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
+        finally:
+            copy.close()
+        partial.replace(target)
 
     @contextmanager
     def transaction(self, conn: sqlite3.Connection, serialize: bool = False) -> Iterator[None]:
@@ -163,6 +204,10 @@ class PostgresDialect(Dialect):
 
     def broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
+
+    def unavailable(self, exc: BaseException) -> bool:
+        # OperationalError: unreachable, connection lost, disk full, lock not available, admin shutdown.
+        return isinstance(exc, self.psycopg.OperationalError)
 
 
 def dialect_for(target: Path | str, busy_timeout: float = 10.0) -> Dialect:

@@ -56,7 +56,7 @@ def consumer_main(settings: Settings, device: str | None, parent_pid: int | None
     if settings.force_cpu:
         os.environ["AI_FORCE_CPU"] = "1"
     settings = settings.with_overrides(worker_device=device)  # what the pipeline builder reads
-    store = JobStore(settings.jobs_db)
+    store = JobStore(settings.jobs_db, busy_timeout=settings.store_busy_timeout)
     queue = RenderQueue(settings.queue_db)
     worker = Worker(settings, store, queue, build_storage(settings), None, device=device)
     if parent_pid is not None:

@@ -415,6 +415,7 @@ class Worker:
             self.store.remove_worker(self.slot, os.getpid())
         except Exception:
             pass
+        self.store.checkpoint()
 
 
 def _timings(result: Any) -> dict[str, float]:

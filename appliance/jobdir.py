@@ -8,6 +8,7 @@
                        the same for each extra surface (roof, trim, door, garage_door): its swatch, the mask
                        it was painted with, the mask it was given
     origin.json        what a console job was made from ({"kind": "retry", "parent": ...})
+    derived.json       the jobs made from this one ([{"kind": "retry", "job_id": ...}, ...]), newest last
     .<name>            caches and temp files (thumbnails, overlays): never inputs
 
 The worker keeps the inputs here, the console reads them and the job service links them into derived jobs;
@@ -25,7 +26,7 @@ from typing import Any
 from .atomic import write_atomic
 
 PHOTO, SWATCH, MASK, MASK_INPUT = "photo", "swatch", "mask", "mask-input"
-ORIGIN = "origin.json"
+ORIGIN, DERIVED = "origin.json", "derived.json"
 MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif", ".bmp": "image/bmp",
          ".tiff": "image/tiff"}
 
@@ -91,6 +92,20 @@ class JobFolder:
 
     def set_origin(self, made_from: dict[str, Any]) -> None:
         self.write(ORIGIN, json.dumps(made_from).encode())
+
+    def derived(self) -> list[tuple[str, str]]:
+        """(kind, job_id) of the jobs made from this one, oldest first."""
+        try:
+            return [(d["kind"], d["job_id"]) for d in json.loads((self.path / DERIVED).read_text())]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
+    def add_derived(self, kind: str, job_id: str) -> None:
+        # Read-modify-write: two derivations of one job in the same instant could lose one entry; it only feeds
+        # the console's family view and "retry all failed" (which then may retry a job twice), never a status.
+        entries = [{"kind": k, "job_id": j} for k, j in self.derived()] + [{"kind": kind, "job_id": job_id}]
+        self.path.mkdir(parents=True, exist_ok=True)  # a job that never fetched its photo has no folder yet
+        self.write(DERIVED, json.dumps(entries).encode())
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -35,6 +35,9 @@ _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM render_jobs"
 _JSON = ("options", "timings", "backends", "warnings", "scale", "surfaces", "painted")
 # columns added after the first schema: added to an older store when it is opened
 _ADDED = ("scale", "surfaces", "painted")
+# The order queued jobs start in, defined once: oldest first, the job id breaking ties (jobs that arrived within
+# one clock tick), so the queue page, the API's queue_position and the message repair agree.
+_LINE_ORDER = " ORDER BY queued_at, job_id"
 
 
 class QueueFull(Exception):
@@ -266,7 +269,7 @@ class JobStore:
         return None if row is None else Job.from_row(row)
 
     def queue_position(self, job: Job) -> int:
-        """How many queued jobs will start before this one (0 = it is next)."""
+        """How many queued jobs will start before this one (0 = it is next), in _LINE_ORDER."""
         row = self._one("SELECT COUNT(*) FROM render_jobs WHERE status = ? AND "
                         "(queued_at < ? OR (queued_at = ? AND job_id < ?))",
                         (QUEUED, job.queued_at, job.queued_at, job.job_id))
@@ -293,14 +296,29 @@ class JobStore:
                        (job_id, RUNNING))
         return self.get(job_id)
 
-    def list_jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:
-        """Newest first. status: queued | running | completed | failed (canceled included) | canceled | None."""
-        where, params = "", ()
+    def list_jobs(self, status: str | None = None, limit: int = 100, *, include_canceled: bool = True,
+                  search: str | None = None, order: str = "created") -> list[Job]:
+        """Newest first. status: queued | running | completed | failed (canceled included unless
+        include_canceled=False) | canceled | None. search: the start of a job, project or user id.
+        order: "created" (newest created first) or "finished" (last to finish first, unfinished last)."""
+        clauses: list[str] = []
+        params: tuple = ()
         if status == CANCELED:
-            where, params = " WHERE status = ? AND error_code = ?", (FAILED, CANCELED)
+            clauses, params = ["status = ? AND error_code = ?"], (FAILED, CANCELED)
         elif status is not None:
-            where, params = " WHERE status = ?", (status,)
-        rows = self._db.execute(_SELECT + where + " ORDER BY created_at DESC LIMIT ?", params + (limit,)).fetchall()
+            clauses, params = ["status = ?"], (status,)
+            if status == FAILED and not include_canceled:
+                clauses.append("(error_code IS NULL OR error_code <> ?)")
+                params += (CANCELED,)
+        if search:
+            prefix = search.strip().lower().replace("\\", "").replace("%", "").replace("_", "") + "%"
+            clauses.append("(LOWER(job_id) LIKE ? OR LOWER(project_id) LIKE ? OR LOWER(user_id) LIKE ?)")
+            params += (prefix, prefix, prefix)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        by = {"created": " ORDER BY created_at DESC",
+              "finished": " ORDER BY CASE WHEN completed_at IS NULL THEN 1 ELSE 0 END, completed_at DESC, "
+                          "created_at DESC"}[order]
+        rows = self._db.execute(_SELECT + where + by + " LIMIT ?", params + (limit,)).fetchall()
         return [Job.from_row(r) for r in rows]
 
     def page(self, *, project_id: str | None = None, user_id: str | None = None,
@@ -334,6 +352,11 @@ class JobStore:
                 figures["oldest_queued_at"] = oldest
         return figures
 
+    def last_finished(self) -> Job | None:
+        """The job that finished last (completed or failed), by the time it finished."""
+        row = self._one(_SELECT + " WHERE completed_at IS NOT NULL ORDER BY completed_at DESC LIMIT 1")
+        return None if row is None else Job.from_row(row)
+
     def status_counts(self) -> dict[str, int]:
         """{queued, running, completed, failed, canceled}: failed counts the canceled jobs too."""
         counts = dict.fromkeys((QUEUED, RUNNING, COMPLETED, FAILED, CANCELED), 0)
@@ -346,7 +369,8 @@ class JobStore:
         return counts
 
     def queued_ids(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT job_id FROM render_jobs WHERE status = ? ORDER BY queued_at",
+        """Queued job ids in the order they start (see _LINE_ORDER)."""
+        return [r[0] for r in self._db.execute("SELECT job_id FROM render_jobs WHERE status = ?" + _LINE_ORDER,
                                                (QUEUED,)).fetchall()]
 
     # --- worker side: every write needs the lease ---

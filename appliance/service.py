@@ -6,6 +6,8 @@
     retry(job)          a new job with the same inputs (the files the old one kept, linked into its folder)
     fix_mask(job, png)  the same, with a corrected paint mask
     with_surfaces(job, surfaces)  the same photo and wall, with another set of extra surfaces (no re-upload)
+    cancel_queued()     cancel every waiting job (the console's "cancel all queued")
+    retry_failed()      retry every failed job not retried yet (canceled ones are left alone)
 
 All blocking (job store writes, file links): call from a thread pool.
 """
@@ -27,7 +29,7 @@ from pipeline.surfaces import Surface, unknown_surface_reason
 from .domain import ACTIVE, JobStatus, is_canceled
 from .disk import low_space
 from .jobdir import MASK, MASK_INPUT, PHOTO, SWATCH, JobFolder, surface_stem
-from .jobs import Job, JobStore, StoreUnavailable, WorkerInfo
+from .jobs import Job, JobStore, QueueFull, StoreUnavailable, WorkerInfo
 from .queue import RenderQueue
 from .refs import InputRef, RefKind, parse_ref
 
@@ -109,6 +111,13 @@ class CancelOutcome(StrEnum):
     FINISHED = "finished"  # it had already ended
 
 
+@dataclass
+class BulkRetry:
+    made: list[str] = field(default_factory=list)  # the new jobs' ids
+    inputs_gone: int = 0  # failed jobs whose uploaded inputs were pruned
+    queue_full: bool = False  # stopped early: the queue filled up
+
+
 class JobService:
     def __init__(self, settings: Any, store: JobStore, queue: RenderQueue):
         self.settings, self.store, self.queue = settings, store, queue
@@ -161,6 +170,31 @@ class JobService:
     def retry(self, job: Job) -> Job:
         return self._derive(job, "retry")
 
+    def cancel_queued(self) -> int:
+        """Cancel every job still waiting (running ones are left to finish). Returns how many were canceled."""
+        count = 0
+        for job_id in self.store.queued_ids():
+            found = self.cancel(job_id)
+            count += found is not None and found[1] is CancelOutcome.CANCELED
+        return count
+
+    def retry_failed(self, limit: int = 500) -> "BulkRetry":
+        """Retry each failed job (not canceled) that has no retry yet, oldest first, until the queue is full.
+        A job whose uploaded inputs are gone is skipped and counted."""
+        outcome = BulkRetry()
+        failed = self.store.list_jobs(JobStatus.FAILED, limit=limit, include_canceled=False)
+        for job in reversed(failed):
+            if any(kind == "retry" for kind, _ in JobFolder(self.settings, job.job_id).derived()):
+                continue
+            try:
+                outcome.made.append(self.retry(job).job_id)
+            except FileNotFoundError:
+                outcome.inputs_gone += 1
+            except QueueFull:
+                outcome.queue_full = True
+                break
+        return outcome
+
     def fix_mask(self, job: Job, mask_png: bytes) -> Job:
         """The caller checked the mask (size, paints something) the way the worker will."""
         return self._derive(job, "mask fix", mask_png)
@@ -204,10 +238,12 @@ class JobService:
             carried = tuple(_carry_surface(old, new, e) for e in (job_surfaces(job) if surfaces is None else surfaces))
             spec = JobSpec(image=photo, texture=texture, mask=mask, options=RenderOptions.from_mapping(job.options),
                            project_id=job.project_id, user_id=job.user_id, surfaces=carried)
-            return self.submit(spec, job_id=new_id, made_from={"kind": kind, "parent": job.job_id})[0]
+            made = self.submit(spec, job_id=new_id, made_from={"kind": kind, "parent": job.job_id})[0]
         except BaseException:
             new.remove()
             raise
+        old.add_derived(kind, made.job_id)
+        return made
 
 
 def _carry(old: JobFolder, new: JobFolder, ref: InputRef, stem: str, target_stem: str) -> InputRef:

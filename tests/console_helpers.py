@@ -7,11 +7,62 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from service_fixtures import ROOT
+import pytest
+
+from service_fixtures import ROOT, Appliance, free_port, photo_server, write_config
 
 CHROMIUM = "/usr/bin/chromium"
+DELAY = 1.2  # seconds the geometry stage pauses: long enough to see stages and to cancel a waiting job
+MAX_BYTES = 2_000_000  # fetch.max_bytes on the test box: the upload limit too
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 VIEWPORT = {"width": 1366, "height": 768}
+
+
+# --- fixtures (imported by the console test modules; module scope: one appliance per module) ---------------
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, shared_dir):
+    with photo_server(shared_dir / "data", tmp_path_factory.mktemp("console-photos")) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory, model_dir):
+    tmp = tmp_path_factory.mktemp("console")
+    port = free_port()
+    config = write_config(tmp / "config.toml", {
+        "paths": {"data_dir": str(tmp / "data"), "model_dir": str(model_dir)},
+        "server": {"port": port},
+        "queue": {"depth": 10},
+        "fetch": {"allow_networks": ["127.0.0.1"], "max_bytes": MAX_BYTES},
+        "worker": {"pipeline": "service_fixtures:slow_pipeline", "lease_seconds": 10},
+    })
+    svc = Appliance(config, port, tmp / "server.log", env={"RENDER_TEST_GEOMETRY_DELAY": str(DELAY)}).start()
+    svc.data_dir = tmp / "data"
+    yield svc
+    svc.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = launch(pw)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, box):
+    errors: list[str] = []
+    p = new_page(browser, errors)
+    yield p
+    p.close()
+    assert not errors, errors
+
 
 
 def launch(playwright):

@@ -18,12 +18,10 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from appliance.jobs import COMPLETED, FAILED, JobStore
 from appliance.refs import UPLOAD_PREFIX as UPLOAD_REF, upload_name
-from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH, Appliance, free_port, photo_server, write_config
+from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH, Appliance, free_port, write_config
 
-from console_helpers import CHROMIUM, drop_file, launch, new_page, shot, stroke, tid, watch
-
-DELAY = 1.2  # seconds the geometry stage pauses: long enough to see stages and to cancel a waiting job
-MAX_BYTES = 2_000_000  # fetch.max_bytes on the test box: the upload limit too
+from console_helpers import (MAX_BYTES, box, browser, drop_file, launch, new_page, page, photos, shot,  # noqa: F401
+                             stroke, tid, watch)
 
 
 # --- unit tests of the upload path (no server, no browser) ----------------------------------------------------
@@ -118,50 +116,6 @@ def test_uploaded_inputs_are_checked_kept_and_read_from_disk(tmp_path, shared_di
 
 # --- the appliance and the browser ----------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory, shared_dir):
-    with photo_server(shared_dir / "data", tmp_path_factory.mktemp("console-photos")) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory, model_dir):
-    tmp = tmp_path_factory.mktemp("console")
-    port = free_port()
-    config = write_config(tmp / "config.toml", {
-        "paths": {"data_dir": str(tmp / "data"), "model_dir": str(model_dir)},
-        "server": {"port": port},
-        "queue": {"depth": 10},
-        "fetch": {"allow_networks": ["127.0.0.1"], "max_bytes": MAX_BYTES},
-        "worker": {"pipeline": "service_fixtures:slow_pipeline", "lease_seconds": 10},
-    })
-    svc = Appliance(config, port, tmp / "server.log", env={"RENDER_TEST_GEOMETRY_DELAY": str(DELAY)}).start()
-    svc.data_dir = tmp / "data"
-    yield svc
-    svc.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch(pw)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, box):
-    errors: list[str] = []
-    p = new_page(browser, errors)
-    yield p
-    p.close()
-    assert not errors, errors
-
-
 def _submit(box, photos, **extra) -> str:
     r = box.submit({"image_url": f"{photos}/{SMALL_HOUSE}", "texture_url": f"{photos}/{SWATCH}", **extra})
     assert r.status_code == 201, r.text
@@ -217,6 +171,9 @@ def test_test_render_drag_and_drop_follows_the_job(box, page, shared_dir):
     page.locator(f"{tid('compare')} img.ba-after").wait_for()
     page.wait_for_function("document.querySelector('.ba-after').complete && "
                            "document.querySelector('.ba-after').naturalWidth > 0")
+    # The operator who looked away is told: a toast (and a chime where the browser allows sound).
+    page.locator(".q-notification").get_by_text("Test render finished").wait_for()
+    assert page.evaluate("window.__chimes") == 1
     shot(page, "test-render-done")
     # The before/after slider follows a drag.
     slider = page.locator(".ba-slider")
@@ -300,6 +257,17 @@ def test_completed_job_page_download_and_retry(box, photos, page):
         page.locator(tid("download")).click()
     assert download.value.suggested_filename == f"render-{job_id[:8]}.png"
     assert Image.open(download.value.path()).size == SMALL_HOUSE_SIZE
+    # Before and after side by side, for the client: the photo on the left, the render on the right.
+    with page.expect_download() as download:
+        page.locator(tid("download-before-after")).click()
+    assert download.value.suggested_filename == f"before-after-{job_id[:8]}.png"
+    sheet = np.asarray(Image.open(download.value.path()).convert("RGB")).astype(int)
+    w, h = SMALL_HOUSE_SIZE
+    assert sheet.shape[0] == h and 2 * w < sheet.shape[1] <= 2 * w + 20
+    photo = np.asarray(Image.open(box.data_dir / "jobs" / job_id / "photo.jpg").convert("RGB")).astype(int)
+    render = np.asarray(Image.open(download.value.path()).convert("RGB")).astype(int)[:, -w:]
+    assert np.abs(sheet[40:, :w] - photo[40:]).mean() < 3  # left: the photo (below the label)
+    assert np.abs(render[40:] - photo[40:]).mean() > 3  # right: the re-clad render, not the photo again
     page.locator(tid("retry")).click()
     page.wait_for_url(lambda url: "/jobs/" in url and job_id not in url)
     page.locator(tid("job-status")).get_by_text("Completed").wait_for(timeout=30_000)

@@ -53,6 +53,17 @@ def clock(ts: float | None) -> str:
     return when.strftime("%H:%M:%S") if when.date() == datetime.now().date() else when.strftime("%d %b %H:%M")
 
 
+def day(ts: float) -> str:
+    """"Today", "Yesterday" or "02 Dec 2026" (the date part of a table's date and time)."""
+    when = datetime.fromtimestamp(ts).date()
+    days = (datetime.now().date() - when).days
+    return "Today" if days == 0 else "Yesterday" if days == 1 else when.strftime("%d %b %Y")
+
+
+def clock_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+
+
 def ago(ts: float) -> str:
     seconds = max(0.0, time.time() - ts)
     if seconds < 60:

@@ -54,6 +54,8 @@ class JobPanel:
             self.timer.deactivate()
             return
         key = (job.status, job.stage, job.cancel_requested, tuple(sorted(files.items())))
+        if self.compact and self.key is not None and self.key[0] in ACTIVE and job.status not in ACTIVE:
+            self._announce(job)
         if key != self.key:
             self.key = key
             self.draw(job, files, made_from, position)
@@ -61,6 +63,16 @@ class JobPanel:
             self.update(job, position)
         if job.status not in ACTIVE:
             self.timer.deactivate()  # finished (the worker keeps the mask before it records the end): all drawn
+
+    @staticmethod
+    def _announce(job: Job) -> None:
+        """The test render the operator is waiting for has ended: a toast and a short chime."""
+        state = state_of(job)
+        text = {COMPLETED: "Test render finished", "canceled": "Test render canceled"}.get(
+            state, f"Test render failed: {ERROR_TITLES.get(job.error_code or '', 'error')}")
+        ui.notify(f"{text} (job {short(job.job_id)})", type="positive" if state == COMPLETED else "warning",
+                  position="top-right", timeout=8000)
+        ui.run_javascript("RenderConsole.chime && RenderConsole.chime()")
 
     # --- in place, every tick while it runs ---
     def update(self, job: Job, position: int | None) -> None:
@@ -114,7 +126,9 @@ class JobPanel:
         if job.started_at:
             parts.append(("Waited", duration(job.started_at - job.created_at)))
         if job.completed_at and job.started_at:
-            parts.append(("Rendered in", duration(job.completed_at - job.started_at)))
+            # Only a completed job was rendered; a failed, canceled or timed-out one ran for that long and stopped.
+            parts.append(("Rendered in" if job.status == COMPLETED else "Stopped after",
+                          duration(job.completed_at - job.started_at)))
         parts.append(("Total", duration(total_time(job))))
         if job.attempts > 1:
             parts.append(("Attempts", str(job.attempts)))
@@ -138,6 +152,10 @@ class JobPanel:
             ui.button("Fix mask", icon="brush", on_click=lambda: ui.navigate.to(f"/jobs/{job.job_id}/mask")).props(
                 "outline").props(tid("fix-mask"))
         if files.get("result"):
+            ui.button("Before | after", icon="compare",
+                      on_click=lambda: ui.navigate.to(file_url(job.job_id, "before-after"))).props(
+                "outline").props(tid("download-before-after")).tooltip("Download the photo and the render side by "
+                                                                         "side, for the client")
             ui.button("Download", icon="download",
                       on_click=lambda: ui.navigate.to(file_url(job.job_id, "result") + "?download=1")).props(
                 "unelevated").props(tid("download"))
@@ -222,8 +240,7 @@ class JobPanel:
             if job.timings:
                 raw(timing_bars_html(job.timings))
             else:
-                ui.label("Timings appear once the stages have run." if job.status in ACTIVE else
-                         "No stage ran.").classes("muted")
+                ui.label(_no_timings(job)).classes("muted")
         with card("Options", classes="w-full").props(tid("options")):
             raw(facts_html(option_facts(job.options)))
 
@@ -261,6 +278,17 @@ class JobPanel:
             ui.notify(f"Cannot retry: {exc}", type="negative")
             return
         ui.navigate.to(f"/jobs/{new.job_id}")
+
+
+def _no_timings(job: Job) -> str:
+    """Why a job has no stage timings: the pipeline reports them when it returns, so a job stopped inside it
+    (canceled, timed out, its worker lost) has none although stages ran."""
+    if job.status in ACTIVE:
+        return "Timings appear once the stages have run."
+    if job.started_at is None:
+        return "No stage ran: the job ended before the worker took it."
+    return (f"The job stopped after {duration(render_time(job))}, before the pipeline reported its stage timings "
+            f"({ERROR_TITLES.get(job.error_code or '', 'failed').lower()}).")
 
 
 def _escape(text: str) -> str:

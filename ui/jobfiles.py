@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from appliance.domain import JobStatus
-from appliance.jobdir import MASK, PHOTO, JobFolder
+from appliance.jobdir import MASK, PHOTO, SWATCH, JobFolder
 from appliance.jobs import Job
 from appliance.refs import InputRef
 from appliance.service import JobSpec
 
 OVERLAY_RGB = (255, 64, 129)  # the painted area, tinted over the photo
 THUMB = (240, 160)
+SWATCH_THUMB = (96, 96)
 
 
 class UploadRejected(Exception):
@@ -158,24 +159,60 @@ def overlay(settings, job_id: str) -> Path | None:
     return cached
 
 
-def thumbnail(ctx, job: Job) -> Path | None:
-    """A small JPEG of the result (when finished here), else of the photo."""
+def swatch_thumbnail(settings, job_id: str) -> Path | None:
+    """A small JPEG of the job's swatch (the material column, the variants grid), or None before it is fetched."""
+    source = find(settings, job_id, SWATCH)
+    return None if source is None else _small(JobFolder(settings, job_id), source, ".thumb-swatch.jpg", SWATCH_THUMB)
+
+
+def side_by_side(ctx, job: Job) -> Path | None:
+    """Before | after in one PNG at the photo's size (for the client), cached; None without a local result."""
+    from PIL import Image, ImageDraw, ImageOps
+
+    result, photo = result_file(ctx, job), find(ctx.settings, job.job_id, PHOTO)
+    if result is None or photo is None:
+        return None
+    jobdir = JobFolder(ctx.settings, job.job_id)
+    cached = jobdir.file(".before-after.png")
+    if not cached.is_file():
+        with Image.open(photo) as a, Image.open(result) as b:
+            after = b.convert("RGB")
+            before = ImageOps.exif_transpose(a).convert("RGB").resize(after.size)
+        gap = max(8, after.width // 100)
+        sheet = Image.new("RGB", (after.width * 2 + gap, after.height), (255, 255, 255))
+        sheet.paste(before, (0, 0))
+        sheet.paste(after, (after.width + gap, 0))
+        draw = ImageDraw.Draw(sheet)
+        for x, text in ((0, "Before"), (after.width + gap, "After")):
+            draw.rectangle((x + 8, 8, x + 8 + 8 * len(text) + 12, 30), fill=(0, 0, 0))
+            draw.text((x + 14, 13), text, fill=(255, 255, 255))
+        buffer = io.BytesIO()
+        sheet.save(buffer, "PNG", compress_level=3)
+        jobdir.write(cached.name, buffer.getvalue())
+    return cached
+
+
+def _small(jobdir: JobFolder, source: Path, name: str, size: tuple[int, int]) -> Path:
     from PIL import Image, ImageOps
 
+    cached = jobdir.file(name)
+    if not cached.is_file():
+        with Image.open(source) as img:
+            img.draft("RGB", (size[0] * 2, size[1] * 2))  # JPEG: decode at a reduced scale
+            small = ImageOps.exif_transpose(img).convert("RGB")
+            small.thumbnail(size)
+        buffer = io.BytesIO()
+        small.save(buffer, "JPEG", quality=82)
+        jobdir.write(name, buffer.getvalue())
+    return cached
+
+
+def thumbnail(ctx, job: Job) -> Path | None:
+    """A small JPEG of the result (when finished here), else of the photo."""
     settings = ctx.settings
     source, name = result_file(ctx, job), ".thumb-result.jpg"
     if source is None:
         source, name = find(settings, job.job_id, PHOTO), ".thumb-photo.jpg"
     if source is None:
         return None
-    jobdir = JobFolder(settings, job.job_id)
-    cached = jobdir.file(name)
-    if not cached.is_file():
-        with Image.open(source) as img:
-            img.draft("RGB", (THUMB[0] * 2, THUMB[1] * 2))  # JPEG: decode at a reduced scale
-            small = ImageOps.exif_transpose(img).convert("RGB")
-            small.thumbnail(THUMB)
-        buffer = io.BytesIO()
-        small.save(buffer, "JPEG", quality=82)
-        jobdir.write(name, buffer.getvalue())
-    return cached
+    return _small(JobFolder(settings, job.job_id), source, name, THUMB)

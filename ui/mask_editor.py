@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import Request
 from nicegui import run, ui
 
-from appliance.domain import ACTIVE
+from appliance.domain import ACTIVE, ErrorCode, JobStatus
 
 from . import jobfiles
-from .components import LOGO, card, file_url, frame, raw, short, tid
+from .components import ERROR_TITLES, LOGO, card, file_url, frame, raw, short, tid
 
 
 def _inputs(ctx: Any, job_id: str) -> tuple[Any, bool, bool]:
@@ -24,6 +24,16 @@ def _inputs(ctx: Any, job_id: str) -> tuple[Any, bool, bool]:
     settings = ctx.settings
     has_mask = bool(jobfiles.find(settings, job_id, "mask") or jobfiles.find(settings, job_id, "mask-input"))
     return job, jobfiles.find(settings, job_id, "photo") is not None, has_mask
+
+
+def no_mask_reason(job: Any) -> str:
+    """Why a finished job kept no paint mask, from how it ended (only an input refusal means "no wall")."""
+    if job.error_code == ErrorCode.VALIDATION_FAILED and "wall" in (job.error_message or ""):
+        return "This job has no mask: the segmenter found no wall"
+    if job.error_code in ERROR_TITLES and job.status == JobStatus.FAILED:
+        return (f"This job has no mask: it stopped before the segmenter finished "
+                f"({ERROR_TITLES[job.error_code].lower()})")
+    return "This job has no mask"
 
 
 class MaskFix:
@@ -41,8 +51,8 @@ class MaskFix:
             with card(classes="w-full"):
                 self.host = ui.element("div").classes("mask-editor").props(tid("mask-editor"))
                 if not has_mask:
-                    ui.label("This job has no mask yet (the segmenter found no wall): paint the walls to clad."
-                             ).classes("hint")
+                    ui.label(no_mask_reason(job) + ": paint the walls to clad.").classes("hint").props(
+                        tid("no-mask"))
             with card("Brush", classes="w-full"):
                 self.mode = ui.toggle({"paint": "Paint", "erase": "Erase"}, value="paint",
                                       on_change=lambda e: self.call(f"setMode('{e.value}')")).props(

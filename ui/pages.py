@@ -68,7 +68,8 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
 
     @app.get("/console/files/{job_id}/{name}", include_in_schema=False)
     def job_file(job_id: str, name: str, request: Request, download: bool = False) -> Response:
-        """A job's images: photo, swatch, mask, overlay (the mask tinted), result, thumb. Runs in the pool."""
+        """A job's images: photo, swatch, mask, overlay (the mask tinted), result, thumb, swatch-thumb,
+        before-after (photo and render side by side, a download). Runs in the pool."""
         if (denied := auth.guard_api(request)) is not None:
             return denied
         if not JOB_ID.match(job_id):
@@ -83,13 +84,18 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
             path = jobfiles.overlay(settings, job_id)
         elif name == "thumb" and job is not None:
             path = jobfiles.thumbnail(ctx, job)
+        elif name == "swatch-thumb":
+            path = jobfiles.swatch_thumbnail(settings, job_id)
+        elif name == "before-after" and job is not None:
+            path = jobfiles.side_by_side(ctx, job)
+            headers["Content-Disposition"] = f'attachment; filename="before-after-{job_id[:8]}.png"'
         elif name == "result" and job is not None and job.result_url:
             path = jobfiles.result_file(ctx, job)
             if path is None:  # results in Supabase: the browser fetches them there
                 return RedirectResponse(job.result_url, status_code=307)
             if download:
                 headers["Content-Disposition"] = f'attachment; filename="render-{job_id[:8]}.png"'
-        if path is None and name == "thumb":
+        if path is None and name in ("thumb", "swatch-thumb"):
             return Response(PLACEHOLDER, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
         if path is None:
             return JSONResponse({"error": "not_found"}, status_code=404, headers={"Cache-Control": "no-store"})

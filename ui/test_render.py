@@ -109,7 +109,9 @@ class TestRender:
                                  "the photo (pattern scale is the fallback).").classes("hint")
                     with ui.column().classes("w-full gap-3") as self.paint_box:
                         self.colour = ui.color_input("Paint colour", value="#B04A3A", preview=True,
-                                                     on_change=lambda: self.changed()).classes("w-full")
+                                                     on_change=lambda: self.changed()).classes("w-full").props(
+                            tid("paint-colour"))
+                        self.colour_error = ui.label("").classes("form-error").props(tid("error-colour"))
                         with ui.element("div").classes("swatches"):
                             for hex_colour, name in PAINTS:
                                 ui.element("div").classes("swatch-dot").style(f"background:{hex_colour}").tooltip(
@@ -152,6 +154,10 @@ class TestRender:
         self.paint_box.set_visibility(paint)
         ready = self.photo.ref is not None and self.texture() is not None
         self.submit_button.set_enabled(ready and not self.submitted)
+        typed = (self.colour.value or "").strip()
+        self.colour_error.text = "" if not paint or normal_colour(typed) else (
+            f"“{typed}” is not a paint colour: type # and six hex digits, e.g. #B04A3A." if typed else
+            "Pick or type a paint colour (#RRGGBB).")
 
     async def submit(self) -> None:
         texture = self.texture()

@@ -37,6 +37,26 @@
     e.preventDefault();
   });
 
+  /* ---- a short two-note chime (Web Audio; silent where the browser blocks sound before a click) ---- */
+  function chime() {
+    try {
+      const Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) return;
+      const ctx = new Ctx();
+      [880, 1320].forEach((freq, i) => {
+        const osc = ctx.createOscillator(), gain = ctx.createGain();
+        osc.frequency.value = freq;
+        gain.gain.setValueAtTime(0.0001, ctx.currentTime + i * 0.16);
+        gain.gain.exponentialRampToValueAtTime(0.2, ctx.currentTime + i * 0.16 + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, ctx.currentTime + i * 0.16 + 0.3);
+        osc.connect(gain).connect(ctx.destination);
+        osc.start(ctx.currentTime + i * 0.16);
+        osc.stop(ctx.currentTime + i * 0.16 + 0.32);
+      });
+      window.__chimes = (window.__chimes || 0) + 1;
+    } catch (err) { /* no sound is not an error */ }
+  }
+
   /* ---- paint-mask editor ---- */
   const TINT = "rgba(255, 64, 129, 1)";
   const MAX_UNDO = 20;
@@ -243,6 +263,7 @@
 
   window.RenderConsole = {
     editors: {},
+    chime,
     mountMaskEditor(key, hostId, photoUrl, maskUrl) {
       const host = document.getElementById(hostId);
       if (!host) return false;

@@ -49,6 +49,7 @@ from .domain import ACTIVE, PROCESSING, ErrorCode, JobStatus, Stage
 from .jobs import IdempotencyConflict, Job, JobStore, QueueFull, StoreUnavailable
 from .readiness import readiness
 from .request_body import BodyError, declares_body, is_json_type, parse_json, read_capped
+from .deliveries import webhook_state
 from .events import event_stream
 from .listing import list_page
 from .schemas import ListQuery, RenderRequest, problems
@@ -103,6 +104,8 @@ def job_view(job: Job, store: JobStore) -> dict[str, Any]:
         for key in ("timings", "backends", "warnings", "scale", "painted"):  # scale: with options.swatch_width_m
             if getattr(job, key) is not None:
                 view[key] = getattr(job, key)
+    if job.webhook_url is not None:  # {events, deliveries: [{delivery_id, event, state, attempts, ...}]}
+        view["webhook"] = webhook_state(job, store)
     return view
 
 
@@ -250,6 +253,9 @@ def job_router(ctx: AppContext) -> APIRouter:
 
     @router.post("/render/jobs", status_code=201, responses=_POST_DOCS, summary="Start a render job")
     async def post_job(body: RenderRequest, idempotency_key: IdempotencyKey = None) -> Response:
+        if body.webhook_url is not None and not settings.webhook_secret:
+            raise ApiError(400, ErrorCode.VALIDATION_FAILED, details={
+                "webhook_url": "webhooks are not enabled on this appliance (set [webhooks] secret)"})
         return await run_in_threadpool(create, JobSpec.from_request(body), idempotency_key)
 
     @router.get("/render/jobs", responses=_LIST_DOCS, summary="List jobs, newest first")

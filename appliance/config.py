@@ -95,6 +95,13 @@ class Settings:
     supabase_key: str | None = None
     supabase_bucket: str = "project-images"
     supabase_signed_url_seconds: int | None = None
+    # [webhooks] (appliance/webhooks.py)
+    webhook_secret: str | None = None  # signs deliveries; unset: POST /render/jobs refuses webhook_url
+    webhook_retry_hours: float = 24.0  # a delivery is retried for this long after its event, then given up
+    webhook_base_delay: float = 5.0  # seconds before the first retry; doubled each time (with jitter)
+    webhook_max_delay: float = 3600.0  # the longest wait between two attempts
+    webhook_timeout: float = 10.0  # seconds for one delivery attempt
+    webhook_allow_networks: tuple[str, ...] = ()  # private networks receivers may be on (SSRF guard)
     # [worker]
     worker_enabled: bool = True  # `serve` starts and supervises one consumer process
     worker_device: str | None = None  # "cpu", "cuda", "cuda:0", ...; None = auto (CUDA when present, not force_cpu)
@@ -266,6 +273,26 @@ def _url(optional: bool = True) -> Callable[[str, Any], Any]:
     return parse
 
 
+def _webhook_secret(key: str, raw: Any) -> str | None:
+    """A Standard Webhooks secret: "whsec_" + base64 (the prefix optional), at least 24 bytes once decoded."""
+    import base64
+    import binascii
+
+    value = _text(True)(key, raw)
+    if value is None:
+        return None
+    try:
+        body = value.removeprefix("whsec_")
+        size = len(base64.b64decode(body + "=" * (-len(body) % 4), validate=True))
+    except (binascii.Error, ValueError):
+        size = -1
+    if size < 24:
+        raise ConfigError(f"{key}: expected 'whsec_' + base64 of at least 24 random bytes (make one with: python -c "
+                          "\"import base64, secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32))"
+                          ".decode())\")")
+    return value
+
+
 def _device(key: str, raw: Any) -> str | None:
     value = _text(True)(key, raw)
     if value is None or value == "auto":
@@ -338,6 +365,13 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
     ("storage", "signed_url_seconds"): ("supabase_signed_url_seconds", _number(int, 1, 10 * 365 * 86_400,
                                                                                optional=True),
                                         "SUPABASE_SIGNED_URL_SECONDS"),
+    ("webhooks", "secret"): ("webhook_secret", _webhook_secret, "RENDER_WEBHOOK_SECRET"),
+    ("webhooks", "retry_hours"): ("webhook_retry_hours", _number(float, 0, 24 * 30, low_open=True),
+                                  "RENDER_WEBHOOK_RETRY_HOURS"),
+    ("webhooks", "base_delay_seconds"): ("webhook_base_delay", _number(float, 0.01, 3600), None),
+    ("webhooks", "max_delay_seconds"): ("webhook_max_delay", _number(float, 0.01, 86_400), None),
+    ("webhooks", "timeout_seconds"): ("webhook_timeout", _number(float, 0.1, 120), None),
+    ("webhooks", "allow_networks"): ("webhook_allow_networks", _networks, "RENDER_WEBHOOK_ALLOW_NETWORKS"),
     ("worker", "enabled"): ("worker_enabled", _bool, "RENDER_WORKER_ENABLED"),
     ("worker", "device"): ("worker_device", _device, "RENDER_DEVICE"),
     ("worker", "threads"): ("worker_threads", _number(int, 1, 256), "RENDER_WORKER_THREADS"),

@@ -55,6 +55,17 @@ PROGRESS_SPANS: dict[Stage, tuple[float, float]] = {
     Stage.PROJECT: (0.6, 0.75), Stage.REFINE: (0.75, 0.92), Stage.UPLOADING: (0.92, 1.0)}
 
 
+class WebhookEvent(StrEnum):
+    """What a job's webhook is sent for (`webhook_events` of POST /render/jobs)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PROGRESS = "progress"  # each stage a running job enters
+
+
+DEFAULT_WEBHOOK_EVENTS = (WebhookEvent.COMPLETED, WebhookEvent.FAILED)
+
+
 def is_canceled(status: str, error_code: str | None) -> bool:
     """A canceled job is a failed one whose error code is `canceled` (the API has no separate status)."""
     return status == JobStatus.FAILED and error_code == ErrorCode.CANCELED

@@ -4,7 +4,7 @@ Status moves queued -> running -> completed | failed; a running job whose worker
 `max_attempts`). Every write a worker makes is conditional on holding the job's lease (`lease_owner`), so a worker
 that lost its lease (it was presumed dead and the job was requeued) can no longer change the job.
 
-All SQL of the appliance lives in this module, written once as plain portable statements (qmark parameters, REAL
+All SQL of the appliance lives in this module (the webhook outbox's in appliance/deliveries.py), written once as plain portable statements (qmark parameters, REAL
 epoch seconds, TEXT JSON, no backend-only functions, `ON CONFLICT DO NOTHING`). `appliance.sql` holds the dialect
 seam: SQLite (a file path or `sqlite:///path`, the default) or PostgreSQL (`postgresql://...`, cluster mode):
 connecting, the write transaction, the parameter style, the schema types.
@@ -30,11 +30,12 @@ CANCELED = ErrorCode.CANCELED
 COLUMNS = ("job_id", "project_id", "user_id", "image_url", "texture_url", "mask_url", "options", "status", "stage",
            "progress", "result_url", "error_code", "error_message", "timings", "backends", "warnings", "attempts",
            "cancel_requested", "idempotency_key", "request_hash", "lease_owner", "lease_expires_at", "heartbeat_at",
-           "created_at", "queued_at", "started_at", "completed_at", "scale", "surfaces", "painted")
+           "created_at", "queued_at", "started_at", "completed_at", "scale", "surfaces", "painted", "webhook_url",
+           "webhook_events")
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM render_jobs"
-_JSON = ("options", "timings", "backends", "warnings", "scale", "surfaces", "painted")
+_JSON = ("options", "timings", "backends", "warnings", "scale", "surfaces", "painted", "webhook_events")
 # columns added after the first schema: added to an older store when it is opened
-_ADDED = ("scale", "surfaces", "painted")
+_ADDED = ("scale", "surfaces", "painted", "webhook_url", "webhook_events")
 # The order queued jobs start in, defined once: oldest first, the job id breaking ties (jobs that arrived within
 # one clock tick), so the queue page, the API's queue_position and the message repair agree.
 _LINE_ORDER = " ORDER BY queued_at, job_id"
@@ -86,6 +87,8 @@ class Job:
     # the extra surfaces asked for (service.SurfaceSpec.to_dict() each), and, once completed, RenderResult.painted
     surfaces: list[dict[str, Any]] | None = None
     painted: dict[str, Any] | None = None
+    webhook_url: str | None = None  # where appliance/webhooks.py delivers the job's webhook_events
+    webhook_events: list[str] | None = None
 
     @classmethod
     def from_row(cls, row: tuple) -> "Job":
@@ -154,6 +157,10 @@ class JobStore:
             for column in _ADDED:
                 if column not in have:
                     db.execute(f"ALTER TABLE render_jobs ADD COLUMN {column} TEXT")
+            if "webhook_pending" not in have:  # 1 until the final webhook delivery is recorded (deliveries.py)
+                db.execute("ALTER TABLE render_jobs ADD COLUMN webhook_pending INTEGER NOT NULL DEFAULT 0")
+            for statement in self.dialect.schema_after_columns():
+                db.execute(statement)
 
     # --- connection handling (backend specifics live in appliance.sql) ---
     @property
@@ -224,7 +231,8 @@ class JobStore:
     # --- API side ---
     def create(self, *, job_id: str, image_url: str, texture_url: str, mask_url: str | None, options: dict,
                project_id: str | None, user_id: str | None, idempotency_key: str | None, request_hash: str | None,
-               queue_depth: int, surfaces: list | None = None) -> tuple[Job, bool]:
+               queue_depth: int, surfaces: list | None = None, webhook_url: str | None = None,
+               webhook_events: list[str] | None = None) -> tuple[Job, bool]:
         """Insert a queued job unless the queue is full. Returns (job, created); with an idempotency key already
         used for the same request, returns the existing job and False. Raises QueueFull, IdempotencyConflict."""
         if idempotency_key is not None:
@@ -234,13 +242,16 @@ class JobStore:
         now = time.time()
         # One statement in a serialized transaction: the depth check and the insert are atomic.
         sql = ("INSERT INTO render_jobs (job_id, project_id, user_id, image_url, texture_url, mask_url, options, "
-               "surfaces, status, stage, progress, attempts, cancel_requested, idempotency_key, request_hash, "
-               "created_at, queued_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ? "
+               "surfaces, webhook_url, webhook_events, webhook_pending, status, stage, progress, attempts, "
+               "cancel_requested, idempotency_key, request_hash, created_at, queued_at) "
+               "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ? "
                "WHERE (SELECT COUNT(*) FROM render_jobs WHERE status IN (?, ?)) < ?")
         try:
             with self._tx(serialize=True) as db:
                 inserted = db.execute(sql, (job_id, project_id, user_id, image_url, texture_url, mask_url,
-                                            _dump(options), _dump(surfaces), QUEUED, Stage.QUEUED, idempotency_key, request_hash, now, now,
+                                            _dump(options), _dump(surfaces), webhook_url, _dump(webhook_events),
+                                            int(webhook_url is not None), QUEUED, Stage.QUEUED, idempotency_key,
+                                            request_hash, now, now,
                                             QUEUED, RUNNING, queue_depth)).rowcount
         except self.dialect.integrity_errors:
             if idempotency_key is None:

@@ -90,10 +90,10 @@ class StoreCollector:
         oldest = figures["oldest_queued_at"]
         yield GaugeMetricFamily("render_queue_oldest_wait_seconds", "How long the longest-waiting job has waited "
                                 "(0 when none waits)", value=0.0 if oldest is None else max(0.0, now - oldest))
-        pending = figures.get("webhooks_pending")
-        if pending is not None:
-            yield GaugeMetricFamily("render_webhook_deliveries_pending", "Webhook deliveries not yet made or "
-                                    "given up", value=pending)
+        from .deliveries import Deliveries
+
+        yield GaugeMetricFamily("render_webhook_deliveries_pending", "Webhook deliveries not yet made (nor given "
+                                "up)", value=Deliveries(self.store).pending_count())
 
 
 def scrape(store: Any) -> tuple[bytes, str]:

@@ -16,6 +16,7 @@ from pipeline.options import RenderOptions, SwatchWidth, option_problems, option
 from pipeline.surfaces import PAINT_ORDER, Surface, unknown_surface_reason
 
 from .fetch import check_url_syntax
+from .domain import WebhookEvent
 from .refs import normal_colour
 
 
@@ -90,6 +91,10 @@ class RenderRequest(BaseModel):
     user_id: Uuid | None = Field(None, description="required when project_id is given", validate_default=True)
     mask_url: HttpUrl | None = Field(None, description="optional paint mask, same size as the photo, white = paint")
     options: RenderOptions | None = None
+    webhook_url: HttpUrl | None = Field(None, description="POSTed a signed JSON delivery for each of "
+                                        "webhook_events (the poll body + event, delivery_id, timestamp)")
+    webhook_events: list[WebhookEvent] | None = Field(None, description="completed, failed, progress; default "
+                                                      "completed and failed", min_length=1)
     surfaces: list[SurfaceRequest] | None = Field(
         None, max_length=len(PAINT_ORDER),
         description="more surfaces, each with its own material, painted back to front: " + ", ".join(PAINT_ORDER))
@@ -123,6 +128,13 @@ class RenderRequest(BaseModel):
                 self.options = RenderOptions(**{**options.to_dict(), "swatch_width_m": wall.swatch_width_m})
             self.surfaces = [e for e in self.surfaces if e.surface != Surface.WALL]
         return self
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _events_with_url(cls, value: list[WebhookEvent] | None, info: ValidationInfo) -> list[WebhookEvent] | None:
+        if value is not None and info.data.get("webhook_url") is None:
+            raise ValueError("needs webhook_url")
+        return None if value is None else list(dict.fromkeys(value))  # each event once, in the given order
 
     @field_validator("user_id")
     @classmethod

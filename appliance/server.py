@@ -49,6 +49,13 @@ def create_app(settings: Settings, *, with_worker: bool | None = None):
     install_docs(app)
     install(app, ctx)
     register_ui(app, ctx)
+    if settings.webhook_secret:  # the jobs' webhook deliveries (appliance.webhooks), from this process
+        from .api import job_view
+        from .webhooks import Dispatcher
+
+        dispatcher = Dispatcher(settings, ctx.store, lambda job: job_view(job, ctx.store))
+        app.on_startup(dispatcher.start)
+        app.on_shutdown(lambda: dispatcher.stop())
     if ctx.supervisor is not None:
         app.on_startup(ctx.supervisor.start)
         app.on_shutdown(lambda: ctx.supervisor.stop())  # NiceGUI passes `app` to one-argument handlers

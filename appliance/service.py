@@ -26,7 +26,7 @@ from typing import Any
 from pipeline.options import RenderOptions
 from pipeline.surfaces import Surface, unknown_surface_reason
 
-from .domain import ACTIVE, JobStatus, is_canceled
+from .domain import ACTIVE, DEFAULT_WEBHOOK_EVENTS, JobStatus, is_canceled
 from .disk import low_space
 from .jobdir import MASK, MASK_INPUT, PHOTO, SWATCH, JobFolder, surface_stem
 from .jobs import Job, JobStore, QueueFull, StoreUnavailable, WorkerInfo
@@ -70,6 +70,8 @@ class JobSpec:
     project_id: str | None = None
     user_id: str | None = None
     surfaces: tuple[SurfaceSpec, ...] = ()  # extra surfaces, in the order the client gave them
+    webhook_url: str | None = None  # appliance/webhooks.py delivers these events of the job there
+    webhook_events: tuple[str, ...] = ()  # empty: DEFAULT_WEBHOOK_EVENTS when webhook_url is set
 
     @classmethod
     def from_request(cls, request: Any) -> "JobSpec":
@@ -77,14 +79,17 @@ class JobSpec:
         return cls(image=InputRef.parse(request.image_url), texture=InputRef.parse(request.texture_url),
                    mask=parse_ref(request.mask_url), options=request.options or RenderOptions(),
                    project_id=request.project_id, user_id=request.user_id,
-                   surfaces=tuple(SurfaceSpec.from_dict(e.model_dump()) for e in request.surfaces or ()))
+                   surfaces=tuple(SurfaceSpec.from_dict(e.model_dump()) for e in request.surfaces or ()),
+                   webhook_url=request.webhook_url, webhook_events=tuple(request.webhook_events or ()))
 
     def fields(self) -> dict[str, Any]:
         """The job row's columns, as stored (`surfaces` None when there are none)."""
         return {"image_url": str(self.image), "texture_url": str(self.texture),
                 "mask_url": None if self.mask is None else str(self.mask), "project_id": self.project_id,
                 "user_id": self.user_id, "options": self.options.to_dict(),
-                "surfaces": [e.to_dict() for e in self.surfaces] or None}
+                "surfaces": [e.to_dict() for e in self.surfaces] or None, "webhook_url": self.webhook_url,
+                "webhook_events": None if self.webhook_url is None else
+                [str(e) for e in self.webhook_events or DEFAULT_WEBHOOK_EVENTS]}
 
 
 def job_surfaces(job: Job) -> tuple[SurfaceSpec, ...]:
@@ -92,8 +97,8 @@ def job_surfaces(job: Job) -> tuple[SurfaceSpec, ...]:
 
 
 def request_hash(fields: dict[str, Any]) -> str:
-    # `surfaces` counts only when given, so a request without it hashes as it did before the field existed
-    keys = FIELDS + (("surfaces",) if fields.get("surfaces") else ())
+    # `surfaces` and the webhook count only when given: a request without them hashes as it did before they existed
+    keys = FIELDS + tuple(k for k in ("surfaces", "webhook_url", "webhook_events") if fields.get(k))
     canonical = json.dumps({k: fields.get(k) for k in keys}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

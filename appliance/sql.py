@@ -53,6 +53,27 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS render_jobs_project_created ON render_jobs (project_id, created_at, job_id)",
     "CREATE INDEX IF NOT EXISTS render_jobs_user_created ON render_jobs (user_id, created_at, job_id)",
     "CREATE INDEX IF NOT EXISTS render_jobs_status_created ON render_jobs (status, created_at, job_id)",
+    # Webhook deliveries (appliance/deliveries.py): the outbox, one row per event of a job, written from the job's
+    # durable state and marked done there, so that a crash between the two loses and duplicates nothing.
+    """CREATE TABLE IF NOT EXISTS render_webhook_deliveries (
+        delivery_id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        dedupe_key TEXT NOT NULL UNIQUE,
+        url TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        last_status INTEGER,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        delivered_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS render_webhook_due ON render_webhook_deliveries (state, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS render_webhook_job ON render_webhook_deliveries (job_id, created_at)",
     # Named leases: one holder at a time across processes (e.g. the housekeeping task).
     """CREATE TABLE IF NOT EXISTS render_leases (
         name TEXT PRIMARY KEY,
@@ -72,6 +93,10 @@ SCHEMA = [
 ]
 
 
+# The webhook sweep reads only the jobs whose final delivery is not recorded yet (webhook_pending = 1).
+SCHEMA_AFTER_COLUMNS = ["CREATE INDEX IF NOT EXISTS render_jobs_webhook_pending ON render_jobs (webhook_pending, status)"]
+
+
 class Dialect:
     name = "?"
     integrity_errors: tuple[type[BaseException], ...] = ()
@@ -84,6 +109,10 @@ class Dialect:
 
     def schema(self) -> list[str]:
         return list(SCHEMA)
+
+    def schema_after_columns(self) -> list[str]:
+        """Statements over columns that an older store gets by ALTER TABLE (run after it)."""
+        return list(SCHEMA_AFTER_COLUMNS)
 
     @contextmanager
     def transaction(self, conn: Any, serialize: bool = False) -> Iterator[None]:

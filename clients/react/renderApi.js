@@ -45,6 +45,8 @@
  * @property {string} [maskUrl]       optional paint mask (same size as the photo, white = paint)
  * @property {RenderOptions} [options]
  * @property {SurfaceInput[]} [surfaces]  more parts of the house, each with its own material (textureUrl is the wall)
+ * @property {string} [webhookUrl]    the appliance POSTs the job's events there, signed (see README "Webhooks")
+ * @property {Array<'completed'|'failed'|'progress'>} [webhookEvents]  default completed and failed
  */
 
 /**
@@ -341,7 +343,8 @@ function httpError(res, jobId = null) {
 }
 
 /** {imageUrl, ...} -> the POST body (snake_case, absent fields left out). */
-function jobBody({ imageUrl, textureUrl, projectId, userId, maskUrl, options, surfaces } = /** @type {any} */ ({})) {
+function jobBody({ imageUrl, textureUrl, projectId, userId, maskUrl, options, surfaces, webhookUrl,
+  webhookEvents } = /** @type {any} */ ({})) {
   /** @type {Record<string, unknown>} */
   const body = { image_url: imageUrl, texture_url: textureUrl };
   if (projectId != null) body.project_id = projectId;
@@ -349,6 +352,8 @@ function jobBody({ imageUrl, textureUrl, projectId, userId, maskUrl, options, su
   if (maskUrl != null) body.mask_url = maskUrl;
   if (options != null) body.options = options;
   if (surfaces != null) body.surfaces = surfaces.map(surfaceBody);
+  if (webhookUrl != null) body.webhook_url = webhookUrl;
+  if (webhookEvents != null) body.webhook_events = webhookEvents;
   return body;
 }
 

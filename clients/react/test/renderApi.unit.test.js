@@ -315,3 +315,11 @@ test('watch: timeoutMs bounds a stream that never ends; abort stops it at once',
   const aborted = await rejectsWith(watchRenderJob('job-1', { baseUrl, signal: controller.signal }), 'aborted');
   assert.equal(aborted.name, 'AbortError');
 });
+
+test('submit: webhookUrl and webhookEvents go in the body as webhook_url and webhook_events', async () => {
+  reset([created()]);
+  await submitRenderJob({ ...input, webhookUrl: 'https://backend.example/hook', webhookEvents: ['completed'] },
+    { baseUrl });
+  assert.deepEqual(JSON.parse(seen[0].body), { image_url: input.imageUrl, texture_url: '#AABBCC',
+    webhook_url: 'https://backend.example/hook', webhook_events: ['completed'] });
+});

@@ -1,0 +1,197 @@
+"""Webhook deliveries: signed POSTs of a job's events to its `webhook_url`, retried with back-off, never lost.
+
+Signing follows the Standard Webhooks convention (standardwebhooks.com):
+    webhook-id:         the delivery_id (the same on every retry: the receiver's idempotency key)
+    webhook-timestamp:  this attempt's time, Unix seconds
+    webhook-signature:  "v1," + base64(HMAC-SHA256(key, f"{webhook-id}.{webhook-timestamp}.{body}"))
+The key is `[webhooks] secret` (env RENDER_WEBHOOK_SECRET), written as the standard's libraries read it:
+"whsec_" + base64 of at least 24 random bytes (the "whsec_" prefix is optional); config.py checks it.
+
+Outcomes: 2xx delivered; a 4xx other than 408/429 (the receiver refuses it), or an address the SSRF guard
+forbids, ends the delivery as failed; anything else (5xx, 408, 429, 3xx, timeouts, connection errors) is retried
+after min(max_delay, base_delay * 2^(attempts-1)) seconds times a jitter in [0.5, 1) (a 429/503 Retry-After is
+honoured up to max_delay) until retry_hours after the event, then given up. The dispatcher runs in each `serve`
+process (a thread); claims make several of them share the work.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import httpx
+
+from . import metrics
+from .deliveries import Deliveries, Delivery, DeliveryState
+from .fetch import _parse_allow_list, _refusal
+from .jobs import Job, JobStore
+
+log = logging.getLogger("appliance.webhooks")
+
+POLL_SECONDS = 0.2  # how often the outbox is swept and due deliveries are looked for
+PARALLEL = 4  # deliveries in flight at once (one slow receiver does not hold up the others)
+USER_AGENT = "render-appliance/0.1 (webhook)"
+
+
+def signing_key(secret: str) -> bytes:
+    """As the Standard Webhooks libraries read a secret: base64, an optional "whsec_" prefix, padding optional."""
+    return base64.b64decode(secret.removeprefix("whsec_") + "==")
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(signing_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    state: DeliveryState
+    status: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
+         allow_networks: tuple[str, ...] = ()) -> Attempt:
+    """One attempt: the host resolved and checked here (the same SSRF guard as downloads), the connection made to
+    the checked address, no redirects followed, no proxy from the environment."""
+    target = httpx.URL(url)
+    host = target.raw_host.decode("ascii").lower().rstrip(".")
+    port = target.port or (443 if target.scheme == "https" else 80)
+    nets, hosts = _parse_allow_list(allow_networks)
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            return Attempt(DeliveryState.PENDING, error=f"cannot resolve {host} ({exc})")
+        addresses = list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos))
+    if host not in hosts:
+        for address in addresses:
+            reason = _refusal(address, nets)
+            if reason:
+                return Attempt(DeliveryState.FAILED, error=f"{host} is {reason} ({address}); only public "
+                                                          "addresses are allowed (webhooks.allow_networks)")
+    extensions = {"sni_hostname": host} if target.scheme == "https" else {}
+    last = "no address"
+    for address in addresses:
+        pinned = target.copy_with(host=str(address))
+        try:
+            with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+                request = client.build_request("POST", pinned, content=body, extensions=extensions,
+                                               headers={**headers, "Host": target.netloc.decode("ascii")})
+                response = client.send(request)
+        except httpx.ConnectError as exc:
+            last = f"cannot connect to {host} ({type(exc).__name__})"
+            continue
+        except httpx.HTTPError as exc:
+            return Attempt(DeliveryState.PENDING, error=f"{host}: {type(exc).__name__}: {exc}"[:300])
+        return _judge(response)
+    return Attempt(DeliveryState.PENDING, error=last)
+
+
+def _judge(response: httpx.Response) -> Attempt:
+    status = response.status_code
+    if 200 <= status < 300:
+        return Attempt(DeliveryState.DELIVERED, status)
+    error = f"HTTP {status}: {response.text[:200]}".strip()
+    if 400 <= status < 500 and status not in (408, 429):
+        return Attempt(DeliveryState.FAILED, status, error)
+    retry_after = response.headers.get("retry-after", "")
+    wait = float(retry_after) if retry_after.strip().isdigit() else None
+    return Attempt(DeliveryState.PENDING, status, error, wait)
+
+
+def backoff(attempts: int, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
+    """Seconds before the next try after `attempts` failed ones: exponential, capped, jittered into [0.5, 1)."""
+    return min(cap, base * 2 ** max(0, attempts - 1)) * (0.5 + rng() / 2)
+
+
+class Dispatcher:
+    """Sweeps the outbox and delivers what is due, in a background thread of the serving process."""
+
+    def __init__(self, settings: Any, store: JobStore, view: Callable[[Job], dict[str, Any]]):
+        self.settings, self.store, self.view = settings, store, view
+        self.deliveries = Deliveries(store)
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/webhooks"
+        self.lease = settings.webhook_timeout + 30.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="webhook")
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the store is down, a bug: log and keep going (the outbox keeps the work)
+                log.exception("webhook dispatcher")
+            self._stop.wait(POLL_SECONDS)
+
+    def tick(self) -> None:
+        self.deliveries.sweep(self.view)
+        with self._lock:
+            free = PARALLEL - len(self._busy)
+        if free <= 0:
+            return
+        for delivery in self.deliveries.claim_due(self.owner, self.lease, limit=free):
+            with self._lock:
+                self._busy.add(delivery.delivery_id)
+            self._pool.submit(self._deliver, delivery)
+
+    def _deliver(self, delivery: Delivery) -> None:
+        try:
+            self.attempt(delivery)
+        except Exception:
+            log.exception("webhook %s", delivery.delivery_id)
+        finally:
+            with self._lock:
+                self._busy.discard(delivery.delivery_id)
+
+    def attempt(self, delivery: Delivery) -> Attempt:
+        s = self.settings
+        body = delivery.payload.encode()
+        timestamp = int(time.time())
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "webhook-id": delivery.delivery_id,
+                   "webhook-timestamp": str(timestamp),
+                   "webhook-signature": sign(s.webhook_secret or "", delivery.delivery_id, timestamp, body)}
+        result = post(delivery.url, body, headers, timeout=s.webhook_timeout, allow_networks=s.webhook_allow_networks)
+        outcome = {DeliveryState.DELIVERED: "delivered", DeliveryState.FAILED: "refused"}.get(result.state, "retry")
+        next_at = None
+        state = result.state
+        if state == DeliveryState.PENDING:
+            wait = backoff(delivery.attempts + 1, s.webhook_base_delay, s.webhook_max_delay)
+            if result.retry_after is not None:
+                wait = min(s.webhook_max_delay, max(wait, result.retry_after))
+            next_at = time.time() + wait
+            if next_at > delivery.created_at + s.webhook_retry_hours * 3600:
+                state, outcome = DeliveryState.FAILED, "gave_up"
+        self.deliveries.record(delivery, self.owner, state, status=result.status, error=result.error,
+                               next_attempt_at=next_at)
+        metrics.WEBHOOK_DELIVERIES.labels(event=delivery.event, outcome=outcome).inc()
+        log.info("webhook %s (%s of job %s) attempt %d: %s %s", delivery.delivery_id, delivery.event,
+                 delivery.job_id, delivery.attempts + 1, outcome, result.error or result.status)
+        return result

@@ -18,7 +18,9 @@ def build_storage(settings: Settings):
         from .storage.supabase import SupabaseStorage
 
         return SupabaseStorage(settings.supabase_url, settings.supabase_key, bucket=settings.supabase_bucket,
-                               signed_url_seconds=settings.supabase_signed_url_seconds)
+                               signed_url_seconds=settings.supabase_signed_url_seconds,
+                               retry_seconds=settings.upload_retry_seconds,
+                               max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024))
     from .storage.local import LocalStorage
 
     return LocalStorage(settings.results_dir, settings.base_url)

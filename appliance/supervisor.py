@@ -58,7 +58,10 @@ def consumer_main(settings: Settings, device: str | None, parent_pid: int | None
     settings = settings.with_overrides(worker_device=device)  # what the pipeline builder reads
     store = JobStore(settings.jobs_db, busy_timeout=settings.store_busy_timeout)
     queue = RenderQueue(settings.queue_db)
-    worker = Worker(settings, store, queue, build_storage(settings), None, device=device)
+    storage = build_storage(settings)
+    if problem := storage.check():  # also reads what the backend needs once (the bucket's size limit)
+        log.warning("result storage not usable yet: %s", problem)
+    worker = Worker(settings, store, queue, storage, None, device=device)
     if parent_pid is not None:
         _watch_parent(parent_pid, worker.shutdown)
     worker.beat("loading models")

@@ -342,14 +342,16 @@ class Worker:
                     self.queue.enqueue(job_id)
 
     def prune(self, now: float | None = None) -> int:
-        """Delete finished jobs older than retention_hours, their local results, and old uploads."""
+        """Delete finished jobs older than retention_hours, their stored results (local files, Supabase objects),
+        and old uploads."""
         cutoff = (time.time() if now is None else now) - self.settings.retention_hours * 3600
-        prune_results = self.storage.prune_results  # remote backends keep their objects (for now)
+        prune_results = self.storage.prune_results
         count = 0
         while True:
             batch = self.store.finished_before(cutoff)
             for job in batch:
-                if prune_results and job.result_url:
+                # upload_failed too: an upload given up on may have landed after all (an orphan otherwise)
+                if prune_results and (job.result_url or job.error_code == ErrorCode.UPLOAD_FAILED):
                     self.storage.delete(job.job_id, job.user_id, job.project_id)
                 count += self.store.delete(job.job_id)
                 JobFolder(self.settings, job.job_id).remove()

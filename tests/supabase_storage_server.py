@@ -21,7 +21,11 @@ Recorded behaviours reproduced here:
 - upload `POST /object/{bucket}/{path}` (multipart `file` part, as storage3 sends it; the part's Content-Type is
   stored as given, no sniffing); upsert when the `x-upsert` header is "true";
 - public object `GET /object/public/{bucket}/{path}` served with the stored Content-Type;
-- sign `POST /object/sign/{bucket}/{path}` {"expiresIn": ...} -> {"signedURL": "/object/sign/{bucket}/{path}?token=..."}.
+- sign `POST /object/sign/{bucket}/{path}` {"expiresIn": ...} -> {"signedURL": "/object/sign/{bucket}/{path}?token=..."};
+- a standard upload above the server's limit (`upload_limit`, 50 MiB as UPLOAD_FILE_SIZE_LIMIT_STANDARD in the
+  sample configuration) or the bucket's `file_size_limit` is refused: statusCode "413", EntityTooLarge;
+- a stalled server finishes a request its client gave up on (`stall_next`): the upload still lands;
+- a restart is an outage of a few seconds (`fail_for`: every request in the window answered 5xx).
 
 ASSUMED (not in the document): the exact JSON of a successful upload ({"Key","Id"}) and of GET /bucket/{id}
 (the fields storage3's BaseBucket model needs); a signed-URL download with a bad token answers 400 statusCode
@@ -35,6 +39,8 @@ Usage:
         s.url, s.service_key, s.anon_key, s.objects["project-images/renders/x.png"].content_type
         s.fail_next(2, status=503)      # next 2 requests answered 503 (in_body=True: HTTP 400 + statusCode "503")
         s.drop_next(1)                  # next request read, then the connection closed without an answer
+        s.stall_next(1, 2.0)            # next request held 2 s, then handled (whether its client waited or not)
+        s.fail_for(3.0, status=503)     # every request of the next 3 s answered 503 (a restart)
         s.requests                      # [(method, path, answered status or "dropped"), ...]
 """
 
@@ -110,6 +116,9 @@ class StorageServer:
         self._lock = threading.Lock()
         self._fail: list[tuple[int, bool]] = []
         self._drop = 0
+        self._stall: list[float] = []
+        self._outage: tuple[float, int] | None = None  # (until monotonic, status)
+        self.upload_limit = 50 * 1024 * 1024
 
     def fail_next(self, n: int, status: int = 503, in_body: bool = False) -> None:
         """Answer the next n requests with `status` (a real 5xx on the wire; in_body: HTTP 400 + status string)."""
@@ -121,8 +130,25 @@ class StorageServer:
         with self._lock:
             self._drop = n
 
+    def stall_next(self, n: int, seconds: float) -> None:
+        with self._lock:
+            self._stall = [seconds] * n
+
+    def fail_for(self, seconds: float, status: int = 503) -> None:
+        with self._lock:
+            self._outage = (time.monotonic() + seconds, status)
+
+    def take_stall(self) -> float:
+        with self._lock:
+            return self._stall.pop(0) if self._stall else 0.0
+
     def _take_fault(self) -> str | tuple[int, bool] | None:
         with self._lock:
+            if self._outage is not None:
+                until, status = self._outage
+                if time.monotonic() < until:
+                    return status, False
+                self._outage = None
             if self._drop > 0:
                 self._drop -= 1
                 return "drop"
@@ -181,7 +207,7 @@ class StorageServer:
         if bucket.allowed_mime_types and not any(_mime_matches(content_type, p) for p in bucket.allowed_mime_types):
             base_type = content_type.split(";")[0].strip()
             raise _Failure("415", "invalid_mime_type", f"mime type {base_type} is not supported", "InvalidMimeType")
-        if bucket.file_size_limit is not None and len(data) > bucket.file_size_limit:
+        if len(data) > self.upload_limit or (bucket.file_size_limit is not None and len(data) > bucket.file_size_limit):
             raise _Failure("413", "Payload too large", "The object exceeded the maximum allowed size", "EntityTooLarge")
         full = f"{bucket_name}/{key}"
         with self._lock:
@@ -309,6 +335,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(PREFIX + "/"):
             path = path[len(PREFIX):]
         query = dict(urllib.parse.parse_qsl(split.query))
+        stall = self.storage.take_stall()
+        if stall:
+            time.sleep(stall)  # then carry on: the client may have given up, the work is still done
         fault = self.storage._take_fault()
         if fault == "drop":
             self.storage.requests.append((self.command, split.path, "dropped"))

@@ -223,6 +223,103 @@ def test_supabase_delete(server, png):
     store.delete("job11", "u1", "p1")  # network trouble: logged, not raised
 
 
+def test_supabase_upload_outlasts_a_storage_restart(server, png):
+    """A restart answers 5xx for a few seconds (3-8 s on the recorded box): the retry window covers it."""
+    store = fast(SupabaseStorage(server.url, server.service_key, retry_seconds=10))
+    server.fail_for(1.5, status=503)
+    started = time.monotonic()
+    url = store.save("job12", None, None, png)
+    assert httpx.get(url).content == png
+    assert 1.4 < time.monotonic() - started < 8
+    assert [r[2] for r in server.requests][-1] == 200 and len(server.requests) > 3
+
+
+def test_supabase_default_retry_window_is_at_least_a_minute(server):
+    assert SupabaseStorage(server.url, server.service_key).retry_seconds >= 60
+
+
+def test_supabase_retry_window_is_bounded(server, png):
+    store = fast(SupabaseStorage(server.url, server.service_key, retry_seconds=0.5))
+    server.fail_for(30, status=503)
+    started = time.monotonic()
+    with pytest.raises(UploadError, match="^Supabase Storage upload failed after [0-9]+ attempts: 503"):
+        store.save("job13", None, None, png)
+    assert time.monotonic() - started < 3
+
+
+def test_supabase_upload_given_up_on_leaves_no_orphan(server, png):
+    """The client times out, the stalled server finishes the upload later: the path is deleted again after it."""
+    store = fast(SupabaseStorage(server.url, server.service_key, timeout=0.5, retry_seconds=0.2))
+    store.orphan_recheck_seconds = 2.5
+    server.stall_next(1, 1.5)
+    with pytest.raises(UploadError, match="failed after 1 attempts: timed out"):
+        store.save("job14", None, None, png)
+    key = f"{BUCKET}/renders/anonymous/job14.png"
+    deadline = time.monotonic() + 5
+    while key not in server.objects and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert key in server.objects  # the late upload landed...
+    while key in server.objects and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert key not in server.objects  # ...and was deleted
+
+
+def test_supabase_a_later_upload_of_the_path_cancels_the_second_delete(server, png):
+    store = fast(SupabaseStorage(server.url, server.service_key, retries=0))
+    store.orphan_recheck_seconds = 1.0
+    server.drop_next(1)
+    with pytest.raises(UploadError):
+        store.save("job15", None, None, png)
+    store.save("job15", None, None, png)
+    time.sleep(1.5)
+    assert f"{BUCKET}/renders/anonymous/job15.png" in server.objects
+
+
+def test_supabase_result_over_a_size_limit_fails_before_sending(png):
+    with running_storage_server(buckets={BUCKET: {"public": True, "file_size_limit": 1000}}) as srv:
+        store = SupabaseStorage(srv.url, srv.service_key)
+        assert store.check() is None  # reads the bucket (and its limit) once
+        with pytest.raises(UploadError, match="over bucket 'project-images''s file_size_limit"):
+            store.save("job16", None, None, png)
+        assert [r[0] for r in srv.requests] == ["GET"]  # nothing was sent
+    with running_storage_server() as srv:
+        store = SupabaseStorage(srv.url, srv.service_key, max_upload_bytes=1000)
+        with pytest.raises(UploadError, match="standard upload limit"):
+            store.save("job17", None, None, png)
+        assert not srv.requests
+        srv.upload_limit = 1000  # the server itself refuses, as the recorded one does above its limit
+        with pytest.raises(UploadError, match="413"):
+            SupabaseStorage(srv.url, srv.service_key).save("job17", None, None, png)
+
+
+def test_retention_deletes_supabase_objects_of_pruned_jobs(server, png, tmp_path):
+    import uuid
+
+    from appliance.config import Settings
+    from appliance.jobs import JobStore
+    from appliance.queue import RenderQueue
+    from appliance.worker import Worker
+
+    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models", retention_hours=1)
+    jobs = JobStore(settings.jobs_db)
+    storage = SupabaseStorage(server.url, server.service_key)
+    worker = Worker(settings, jobs, RenderQueue(settings.queue_db), storage, None)
+    ids = []
+    for outcome in ("completed", "upload_failed"):
+        job_id = str(uuid.uuid4())
+        jobs.create(job_id=job_id, image_url="http://example.com/a.jpg", texture_url="#aabbcc", mask_url=None,
+                    options={}, project_id=None, user_id=None, idempotency_key=None, request_hash=None, queue_depth=9)
+        jobs.claim(job_id, "w", 30)
+        url = storage.save(job_id, None, None, png)  # an upload_failed job's object: one that landed late
+        if outcome == "completed":
+            jobs.complete(job_id, "w", result_url=url)
+        else:
+            jobs.fail(job_id, "w", "upload_failed", "gave up")
+        ids.append(job_id)
+    assert worker.prune(now=time.time() + 2 * 3600) == 2
+    assert not server.objects
+
+
 # --- the double itself answers as SUPABASE_STORAGE.md records -----------------------------------------------
 
 

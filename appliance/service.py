@@ -6,6 +6,7 @@
     retry(job)          a new job with the same inputs (the files the old one kept, linked into its folder)
     fix_mask(job, png)  the same, with a corrected paint mask
     with_surfaces(job, surfaces)  the same photo and wall, with another set of extra surfaces (no re-upload)
+    variant(job, materials)       the same photo (and fixed mask) in other materials: {surface: texture}
     cancel_queued()     cancel every waiting job (the console's "cancel all queued")
     retry_failed()      retry every failed job not retried yet (canceled ones are left alone)
 
@@ -219,8 +220,27 @@ class JobService:
                 raise ValueError(f"surface {name!r} is given twice")
         return self._derive(job, "surfaces", surfaces=specs, uploads=uploads)
 
+    def variant(self, job: Job, materials: dict[str, InputRef], *, options: dict[str, Any] | None = None,
+                uploads: dict[str, bytes] | None = None) -> Job:
+        """The same photo (and its corrected mask, if it had one) in other materials: `materials` maps a surface
+        to its new material ("wall": the job's own texture; another surface: that extra surface's material,
+        replaced or added). `options` overrides some of the job's options (e.g. swatch_width_m for the new
+        swatch); `uploads` as for with_surfaces. Raises ValueError, FileNotFoundError, QueueFull."""
+        wall = materials.get(Surface.WALL)
+        extra = {name: ref for name, ref in materials.items() if name != Surface.WALL}
+        surfaces = None
+        if extra:
+            kept = [e for e in job_surfaces(job) if e.surface not in extra]
+            changed = [SurfaceSpec(name, ref) for name, ref in extra.items()]
+            for spec in changed:
+                if spec.surface not in {s.value for s in Surface}:
+                    raise ValueError(f"surface {spec.surface!r}: {unknown_surface_reason(spec.surface)}")
+            surfaces = tuple(kept) + tuple(changed)
+        return self._derive(job, "variant", surfaces=surfaces, uploads=uploads, texture=wall, options=options)
+
     def _derive(self, job: Job, kind: str, mask_png: bytes | None = None,
-                surfaces: tuple[SurfaceSpec, ...] | None = None, uploads: dict[str, bytes] | None = None) -> Job:
+                surfaces: tuple[SurfaceSpec, ...] | None = None, uploads: dict[str, bytes] | None = None,
+                texture: InputRef | None = None, options: dict[str, Any] | None = None) -> Job:
         """A new job with the inputs of `job`, made from the files it kept. Raises FileNotFoundError when an
         uploaded input is gone, QueueFull."""
         new_id = str(uuid.uuid4())
@@ -231,7 +251,10 @@ class JobService:
                     raise ValueError(f"not a plain file name: {name!r}")
                 new.write(name, data)
             photo = _carry(old, new, InputRef.parse(job.image_url), PHOTO, PHOTO)
-            texture = _carry(old, new, InputRef.parse(job.texture_url), SWATCH, SWATCH)
+            if texture is None:
+                texture = _carry(old, new, InputRef.parse(job.texture_url), SWATCH, SWATCH)
+            elif texture.kind is RefKind.UPLOAD and not new.file(texture.file_name or ".").is_file():
+                texture = _carry(old, new, texture, SWATCH, SWATCH)  # a file the old job kept
             mask_ref = parse_ref(job.mask_url)
             if mask_png is not None:
                 mask: InputRef | None = InputRef.upload(new.write(f"{MASK_INPUT}.png", mask_png).name)
@@ -241,7 +264,8 @@ class JobService:
                 kept_as = MASK_INPUT if mask_ref.kind is RefKind.UPLOAD else MASK
                 mask = _carry(old, new, mask_ref, kept_as, MASK_INPUT)
             carried = tuple(_carry_surface(old, new, e) for e in (job_surfaces(job) if surfaces is None else surfaces))
-            spec = JobSpec(image=photo, texture=texture, mask=mask, options=RenderOptions.from_mapping(job.options),
+            spec = JobSpec(image=photo, texture=texture, mask=mask,
+                           options=RenderOptions.from_mapping({**job.options, **(options or {})}),
                            project_id=job.project_id, user_id=job.user_id, surfaces=carried)
             made = self.submit(spec, job_id=new_id, made_from={"kind": kind, "parent": job.job_id})[0]
         except BaseException:

@@ -99,6 +99,27 @@ def stage_label(job: Job) -> str:
     return STAGE_LABELS.get(job.stage or "", (job.stage or "").capitalize())
 
 
+def material_of(job: Job) -> dict[str, Any]:
+    """The wall material as the console shows it: {"colour": "#RRGGBB"} or {"swatch": thumbnail URL}, and a
+    "material" caption (the colour, or the swatch's file name)."""
+    from urllib.parse import unquote, urlsplit
+
+    from appliance.refs import InputRef, RefKind
+
+    ref = InputRef.parse(job.texture_url)
+    if ref.is_colour:
+        return {"colour": ref.value, "material": f"paint {ref.value}"}
+    name = ref.value if ref.kind is not RefKind.URL else unquote(urlsplit(ref.value).path.rsplit("/", 1)[-1])
+    return {"swatch": file_url(job.job_id, "swatch-thumb"), "material": name or "swatch"}
+
+
+def material_html(job: Job) -> str:
+    m = material_of(job)
+    chip = (f"<span class='material-swatch' style='background:{html.escape(m['colour'])}'></span>" if "colour" in m
+            else f"<img class='material-swatch' src='{html.escape(m['swatch'])}' alt=''>")
+    return f"<span class='material-cell'>{chip}<span class='material-name'>{html.escape(m['material'])}</span></span>"
+
+
 def file_url(job_id: str, name: str, version: str = "") -> str:
     return f"/console/files/{job_id}/{name}" + (f"?v={version}" if version else "")
 
@@ -117,7 +138,8 @@ def frame(active: str, auth: Any, title: str) -> Iterator[None]:
             raw(LOGO).classes("brand-logo")
             ui.label("Render appliance").classes("brand-name")
         with ui.row().classes("nav"):
-            for key, label, target in (("queue", "Queue", "/"), ("test", "Test render", "/test-render")):
+            for key, label, target in (("queue", "Queue", "/"), ("test", "Test render", "/test-render"),
+                                       ("swatches", "Swatches", "/swatches")):
                 ui.link(label, target).classes("nav-link" + (" active" if key == active else ""))
         ui.space()
         if auth.mode == "password":
@@ -150,14 +172,15 @@ def stage_track_html(job: Job) -> str:
     return "<ol class='stage-track'>" + "".join(parts) + "</ol>"
 
 
-def compare_html(before: str, after: str) -> str:
+def compare_html(before: str, after: str, labels: tuple[str, str] = ("Before", "After")) -> str:
     """A before/after slider (ui/static/console.js drives it: drag, click, arrow keys)."""
     b, a = html.escape(before, quote=True), html.escape(after, quote=True)
+    left, right = (html.escape(x) for x in labels)
     return (f"<div class='ba-slider' tabindex='0' role='slider' aria-label='Before and after' aria-valuemin='0' "
             f"aria-valuemax='100' aria-valuenow='50' style='--pos:50%'>"
             f"<img class='ba-after' src='{a}' alt='After' draggable='false'>"
             f"<img class='ba-before' src='{b}' alt='Before' draggable='false'>"
-            f"<span class='ba-tag ba-tag-before'>Before</span><span class='ba-tag ba-tag-after'>After</span>"
+            f"<span class='ba-tag ba-tag-before'>{left}</span><span class='ba-tag ba-tag-after'>{right}</span>"
             f"<div class='ba-handle'><span></span></div></div>")
 
 

@@ -20,7 +20,7 @@ from .components import (ERROR_TITLES, LOGO, card, chip, clock, colour_block, co
                          file_url, frame, model_name, option_facts, overlay_html, raw, render_time, short, stage_label,
                          stage_track_html, state_of, tid, timing_bars_html, total_time)
 
-KIND_WORDS = {"retry": "Retry of", "mask fix": "Mask fix of", "test render": "Test render"}
+KIND_WORDS = {"retry": "Retry of", "mask fix": "Mask fix of", "test render": "Test render", "variant": "Variant of"}
 
 
 def load(ctx: Any, job_id: str) -> tuple[Job | None, dict[str, bool], dict[str, Any], int | None]:
@@ -111,6 +111,10 @@ class JobPanel:
                         self._facts(job)
                 with ui.element("div").classes("side"):
                     self._side(job, files)
+            if job.status not in ACTIVE:
+                from .variants import VariantsCard
+
+                VariantsCard(self.ctx, job)
 
     def _head(self, job: Job, files: dict[str, bool], made_from: dict[str, Any]) -> None:
         raw(f"<div class='crumbs'><a href='/'>Queue</a> / Job {short(job.job_id)}</div>")
@@ -149,6 +153,9 @@ class JobPanel:
         else:
             ui.button("Retry", icon="replay", on_click=lambda: self.retry(job)).props("outline").props(tid("retry"))
         if job.status not in ACTIVE and files.get("photo"):
+            ui.button("Try another material", icon="palette",
+                      on_click=lambda: ui.navigate.to(f"/jobs/{job.job_id}/material")).props("outline").props(
+                tid("try-material"))
             ui.button("Fix mask", icon="brush", on_click=lambda: ui.navigate.to(f"/jobs/{job.job_id}/mask")).props(
                 "outline").props(tid("fix-mask"))
         if files.get("result"):

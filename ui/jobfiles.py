@@ -136,6 +136,67 @@ def check_mask(settings, job_id: str, data: bytes):
         raise UploadRejected(str(exc)) from None
 
 
+# --- variants and the swatch library -------------------------------------------------------------------------
+
+def family(ctx, job_id: str, limit: int = 48) -> list[Job]:
+    """Every job made from the same photo as `job_id`: up the origin chain to the first job, then down the jobs
+    made from each (retries, mask fixes, variants), oldest first."""
+    settings, store = ctx.settings, ctx.store
+    root, seen = job_id, {job_id}
+    for _ in range(limit):
+        parent = origin(settings, root).get("parent")
+        if not parent or parent in seen or store.get(parent) is None:
+            break
+        root = parent
+        seen.add(root)
+    ordered, todo, found = [], [root], {root}
+    while todo and len(ordered) < limit:
+        current = todo.pop(0)
+        job = store.get(current)
+        if job is not None:
+            ordered.append(job)
+        jobdir = folder(settings, current)
+        for _, child in jobdir.derived() if jobdir is not None else ():
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return sorted(ordered, key=lambda j: j.created_at)
+
+
+def remember_swatch(settings, job_id: str, name: str, width_m: float | None = None):
+    """Keep the job's swatch in the library (once per file); returns the entry, or None without a swatch."""
+    from appliance.fetch import image_kind
+    from appliance.swatches import SwatchLibrary
+
+    path = find(settings, job_id, SWATCH)
+    if path is None:
+        return None
+    data = path.read_bytes()
+    return SwatchLibrary(settings).add(data, image_kind(data[:16]) or path.suffix.lstrip("."), name, width_m)
+
+
+def library_upload(settings, data: bytes, name: str, width_m: float | None = None):
+    """A swatch uploaded to the library, checked the way the render checks a swatch (UploadRejected)."""
+    from appliance.swatches import SwatchLibrary
+
+    info = check_upload(settings, SWATCH, data)
+    return SwatchLibrary(settings).add(data, info["kind"], name, width_m)
+
+
+def library_thumbnail(settings, swatch_id: str) -> Path | None:
+    from appliance.swatches import SwatchLibrary
+
+    library = SwatchLibrary(settings)
+    entry = library.get(swatch_id)
+    source = None if entry is None else library.file(entry)
+    if source is None:
+        return None
+    cached = library.path / f".thumb-{swatch_id}.jpg"
+    if not cached.is_file():
+        _small_to(source, cached, (200, 200))
+    return cached
+
+
 # --- derived images (cached in the job's folder as dot-files; pruned with it) -------------------------------
 
 def overlay(settings, job_id: str) -> Path | None:
@@ -193,18 +254,24 @@ def side_by_side(ctx, job: Job) -> Path | None:
 
 
 def _small(jobdir: JobFolder, source: Path, name: str, size: tuple[int, int]) -> Path:
-    from PIL import Image, ImageOps
-
     cached = jobdir.file(name)
     if not cached.is_file():
-        with Image.open(source) as img:
-            img.draft("RGB", (size[0] * 2, size[1] * 2))  # JPEG: decode at a reduced scale
-            small = ImageOps.exif_transpose(img).convert("RGB")
-            small.thumbnail(size)
-        buffer = io.BytesIO()
-        small.save(buffer, "JPEG", quality=82)
-        jobdir.write(name, buffer.getvalue())
+        _small_to(source, cached, size)
     return cached
+
+
+def _small_to(source: Path, target: Path, size: tuple[int, int]) -> None:
+    from PIL import Image, ImageOps
+
+    from appliance.atomic import write_atomic
+
+    with Image.open(source) as img:
+        img.draft("RGB", (size[0] * 2, size[1] * 2))  # JPEG: decode at a reduced scale
+        small = ImageOps.exif_transpose(img).convert("RGB")
+        small.thumbnail(size)
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=82)
+    write_atomic(target, buffer.getvalue())
 
 
 def thumbnail(ctx, job: Job) -> Path | None:

@@ -1,7 +1,9 @@
 """The operator console: `register(app, ctx)` is called by appliance/server.py with the API's context.
 
-Pages (NiceGUI): /  (queue), /jobs/{id}  (job detail), /jobs/{id}/mask  (mask fix), /test-render, /login.
+Pages (NiceGUI): /  (queue), /jobs/{id}  (job detail), /jobs/{id}/mask  (mask fix), /jobs/{id}/material (try
+another material), /test-render, /swatches (the swatch library), /login.
 Routes of the console itself (behind the same sign-in): /console/files/{id}/{name} (a job's images),
+/console/swatches/{id}/{image|thumb} (library swatches),
 POST /console/jobs/{id}/mask (a corrected mask -> a new job), /console/session, /console/logout; the CSS/JS it
 ships lie in ui/static (served at /console/static). Nothing here blocks the event loop: store reads and file work
 go through run.io_bound / the thread pool.
@@ -39,7 +41,7 @@ PLACEHOLDER = ("<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 60 40'>"
 def register(app: Any, ctx: Any) -> None:
     from nicegui import ui
 
-    from . import job_page, mask_editor, queue_page, test_render
+    from . import job_page, mask_editor, queue_page, swatch_library, test_render, variants
     from .components import login_page
 
     auth = ConsoleAuth(ctx.settings)
@@ -52,6 +54,8 @@ def register(app: Any, ctx: Any) -> None:
     job_page.register(ctx, auth)
     test_render.register(ctx, auth)
     mask_editor.register(ctx, auth)
+    variants.register(ctx, auth)
+    swatch_library.register(ctx, auth)
 
 
 def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
@@ -101,6 +105,24 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
             return JSONResponse({"error": "not_found"}, status_code=404, headers={"Cache-Control": "no-store"})
         return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"),
                             headers=headers)
+
+    @app.get("/console/swatches/{swatch_id}/{name}", include_in_schema=False)
+    def library_file(swatch_id: str, name: str, request: Request) -> Response:
+        """A library swatch: "image" (as uploaded) or "thumb". Runs in the pool."""
+        if (denied := auth.guard_api(request)) is not None:
+            return denied
+        from appliance.swatches import SwatchLibrary
+
+        path = None
+        if name == "thumb":
+            path = jobfiles.library_thumbnail(settings, swatch_id)
+        elif name == "image":
+            library = SwatchLibrary(settings)
+            entry = library.get(swatch_id)
+            path = None if entry is None else library.file(entry)
+        if path is None:
+            return JSONResponse({"error": "not_found"}, status_code=404, headers={"Cache-Control": "no-store"})
+        return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"), headers=private)
 
     @app.post("/console/jobs/{job_id}/mask", include_in_schema=False)
     async def mask_fix(job_id: str, request: Request) -> Response:

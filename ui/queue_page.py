@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from fastapi import Request
 from nicegui import run, ui
 
 from appliance.domain import ACTIVE, JobStatus, Stage
 from appliance.jobs import COMPLETED, FAILED, QUEUED, RUNNING, Job
-from appliance.refs import InputRef, RefKind
 from pipeline.stages import PipelineStage
 
 from .components import (CANCELED, ERROR_TITLES, LOGO, STATUS_WORDS, ago, clock_time, day, duration, file_url, frame,
-                         model_name, raw, render_time, short, stage_label, stage_track_html, state_of, tid, total_time)
+                         material_of, model_name, raw, render_time, short, stage_label, stage_track_html, state_of, tid, total_time)
 
 FILTERS = [("all", "All"), (JobStatus.QUEUED, "Waiting"), (JobStatus.RUNNING, "Rendering"),
            (JobStatus.COMPLETED, "Completed"), (JobStatus.FAILED, "Failed"), (CANCELED, "Canceled")]
@@ -90,14 +88,6 @@ def _order(jobs: list[Job], line: dict[str, int], order: str) -> list[Job]:
     return [job for _, job in sorted(enumerate(jobs), key=key)]
 
 
-def _material(job: Job) -> dict[str, Any]:
-    ref = InputRef.parse(job.texture_url)
-    if ref.is_colour:
-        return {"colour": ref.value, "material": f"paint {ref.value}"}
-    name = ref.value if ref.kind is not RefKind.URL else unquote(urlsplit(ref.value).path.rsplit("/", 1)[-1])
-    return {"swatch": file_url(job.job_id, "swatch-thumb"), "material": name or "swatch"}
-
-
 def _row(job: Job, line: dict[str, int]) -> dict[str, Any]:
     state = state_of(job)
     if state == RUNNING:
@@ -118,7 +108,7 @@ def _row(job: Job, line: dict[str, int]) -> dict[str, Any]:
             "progress_text": progress_text, "time": duration(total_time(job)),
             "error_title": ERROR_TITLES.get(job.error_code or "", job.error_code or ""),
             "error": job.error_message if state not in (QUEUED, RUNNING, COMPLETED) else "",
-            "thumb": file_url(job.job_id, "thumb", thumb_version(job)), **_material(job)}
+            "thumb": file_url(job.job_id, "thumb", thumb_version(job)), **material_of(job)}
 
 
 def thumb_link(job: Job, classes: str) -> str:

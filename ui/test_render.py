@@ -30,6 +30,7 @@ class DropZone:
     def __init__(self, page: "TestRender", stem: str, title: str, hint: str):
         self.page, self.stem = page, stem
         self.ref: str | None = None
+        self.name: str | None = None
         settings = page.ctx.settings
         with ui.element("div").classes("w-full").style("position:relative"):
             self.area = ui.element("div").classes("drop-area").props(tid(f"drop-{stem}"))
@@ -58,14 +59,18 @@ class DropZone:
                                            data)
         except jobfiles.UploadRejected as exc:
             return self.refuse(f"{e.file.name}: {str(exc).removeprefix(self.stem + ': ')}")
+        self.show(ref, info, e.file.name, len(data))
+
+    def show(self, ref: str, info: dict[str, Any], name: str, size: int) -> None:
         self.ref = ref
+        self.name = name
         self.error.text = ""
         self.area.clear()
         self.area.classes(add="filled", remove="bad")
         with self.area:
-            raw(f"<img src='{file_url(self.page.draft, self.stem, ref.rsplit('.', 1)[-1] + str(len(data)))}' "
+            raw(f"<img src='{file_url(self.page.draft, self.stem, ref.rsplit('.', 1)[-1] + str(size))}' "
                 f"alt='{self.stem}'>").classes("w-full h-full")
-        self.line.text = f"{e.file.name} · {info['width']}×{info['height']} px · {len(data) / 1e6:.2f} MB"
+        self.line.text = f"{name} · {info['width']}×{info['height']} px · {size / 1e6:.2f} MB"
         self.page.changed()
 
     def rejected(self) -> None:
@@ -82,7 +87,7 @@ class DropZone:
 
 
 class TestRender:
-    def __init__(self, ctx: Any, auth: Any, refiner: bool):
+    def __init__(self, ctx: Any, auth: Any, refiner: bool, library_swatch: Any = None):
         self.ctx = ctx
         self.submitted = False
         self.draft = jobfiles.new_job_id()  # the job id the uploads are kept under until it is submitted
@@ -138,7 +143,28 @@ class TestRender:
                     self.submit_button = ui.button("Render", icon="play_arrow", on_click=self.submit).props(
                         "unelevated size=lg").classes("w-full").props(tid("submit"))
             self.live = ui.column().classes("live-panel w-full gap-4").props(tid("live"))
+        self.library_name: str | None = None
         self.changed()
+        if library_swatch is not None:
+            ui.timer(0.01, lambda: self.use_library(library_swatch), once=True)
+
+    async def use_library(self, entry: Any) -> None:
+        """Start from a library swatch (the Swatches page's "Use"): copied into this draft like an upload."""
+        from appliance.swatches import SwatchLibrary
+
+        path = SwatchLibrary(self.ctx.settings).file(entry)
+        if path is None:
+            return self.swatch.refuse("That library swatch was deleted.")
+        data = await run.io_bound(path.read_bytes)
+        try:
+            ref, info = await run.io_bound(jobfiles.store_upload, self.ctx.settings, self.draft, "swatch", data)
+        except jobfiles.UploadRejected as exc:
+            return self.swatch.refuse(str(exc))
+        self.mode.value = "swatch"
+        self.library_name = entry.name
+        self.swatch.show(ref, info, entry.name, len(data))
+        if entry.width_m:
+            self.swatch_width.value = entry.width_m
 
     def set_colour(self, hex_colour: str) -> None:
         self.colour.value = hex_colour
@@ -185,6 +211,13 @@ class TestRender:
             self.submit_button.props(remove="loading")
         self.submitted = True
         self.error.text = ""
+        if not paint:  # the swatch joins the library (once per file), named after its file
+            name = self.library_name or (self.swatch.name or "swatch").rsplit(".", 1)[0]
+            try:
+                await run.io_bound(jobfiles.remember_swatch, self.ctx.settings, self.draft, name,
+                                   options.get("swatch_width_m"))
+            except OSError:  # a full disk costs the library entry, never the job
+                pass
         self.changed()
         self.form.set_visibility(False)
         self.live.clear()
@@ -219,8 +252,11 @@ def _has_refiner(ctx: Any) -> bool:
 
 def register(ctx: Any, auth: Any) -> None:
     @ui.page("/test-render", favicon=LOGO)
-    async def test_render(request: Request) -> Any:
+    async def test_render(request: Request, swatch: str = "") -> Any:
         if (refused := auth.gate(request)) is not None:
             return refused
-        TestRender(ctx, auth, await run.io_bound(_has_refiner, ctx))
+        from appliance.swatches import SwatchLibrary
+
+        entry = await run.io_bound(SwatchLibrary(ctx.settings).get, swatch) if swatch else None
+        TestRender(ctx, auth, await run.io_bound(_has_refiner, ctx), entry)
         return None

@@ -10,6 +10,8 @@ POST /render/jobs {image_url, texture_url, project_id?, user_id?, mask_url?, opt
     409 {error: "idempotency_conflict"}                        (Idempotency-Key reused with another payload)
     415 {error: "unsupported_media_type"}                      (a body sent without Content-Type: application/json)
     503 {error: "queue_full"} + Retry-After                    (queue.depth jobs queued or running)
+    503 {error: "storage_unavailable"} + Retry-After           (the result storage's check fails: unreachable,
+                                                                bucket missing or not public, folder unwritable)
     503 {error: "store_unavailable"} + Retry-After             (job store locked, disk full or low, unreachable;
                                                                 any job route)
 GET /render/jobs?project_id=&user_id=&status=&limit=&cursor=                      (appliance.listing)
@@ -57,6 +59,7 @@ from .service import CancelOutcome, JobSpec
 
 MAX_BODY = 64 * 1024
 STORE_RETRY_AFTER = 5  # seconds: a lock usually clears, an operator frees disk or restarts the database
+STORAGE_RETRY_AFTER = 10  # seconds: the storage check is re-run every 5 s
 log = logging.getLogger("appliance.api")
 
 
@@ -235,6 +238,10 @@ def job_router(ctx: AppContext) -> APIRouter:
     def create(spec: JobSpec, key: str | None) -> Response:
         if (refused := service.refusal(spec)) is not None:
             raise ApiError(400, ErrorCode.VALIDATION_FAILED, details=refused)
+        if (problem := ctx.storage_health.problem()) is not None:  # no render whose result could not be stored
+            log.warning("POST /render/jobs refused: result storage: %s", problem)
+            raise ApiError(503, "storage_unavailable", "the result storage is not usable; retry later",
+                           headers={"Retry-After": str(STORAGE_RETRY_AFTER)}, retry_after=STORAGE_RETRY_AFTER)
         try:
             job, created = service.submit(spec, idempotency_key=key)
         except QueueFull:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from .cached_check import CachedCheck
 from .config import Settings
 from .jobs import JobStore
 from .queue import RenderQueue
@@ -25,6 +26,11 @@ class AppContext:
     @cached_property
     def service(self) -> JobService:
         return JobService(self.settings, self.store, self.queue)
+
+    @cached_property
+    def storage_health(self) -> CachedCheck:
+        """The result storage's check (a network round trip for Supabase), cached: /readyz and POST read it."""
+        return CachedCheck("storage", self.storage.check)
 
 
 def build_context(settings: Settings, *, with_worker: bool | None = None) -> AppContext:

@@ -43,7 +43,7 @@ def readiness(ctx: AppContext) -> dict[str, dict[str, Any]]:
         return None, {"backend": type(ctx.queue.huey).__name__, "pending_messages": ctx.queue.ping()}
 
     def storage():
-        return ctx.storage.check(), {"backend": ctx.storage.name}
+        return ctx.storage_health.problem(), {"backend": ctx.storage.name}
 
     def worker():
         now = time.time()

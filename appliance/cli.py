@@ -1,4 +1,4 @@
-"""`render-appliance` command line: serve | worker | render | models."""
+"""`render-appliance` command line: serve | worker | render | models | parser."""
 
 from __future__ import annotations
 
@@ -87,6 +87,40 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0 if all(s == "ok" for s in states.values()) else 1
 
 
+def cmd_parser(args: argparse.Namespace) -> int:
+    """parser finetune | rollback | status: the studio's own house parser (appliance/finetune.py)."""
+    from .learning import StudioData
+
+    settings = _settings(args)
+    studio = StudioData(settings.data_dir)
+    if args.action == "finetune":
+        from .finetune import FinetuneConfig, run_finetune
+
+        cfg = FinetuneConfig(epochs=args.epochs or settings.finetune_epochs, dry_run=args.dry_run,
+                             recipe_dir=settings.learning_recipe_dir, threads=settings.worker_threads)
+        try:
+            report = run_finetune(settings, cfg)
+        except RuntimeError as exc:
+            raise SystemExit(f"parser finetune: {exc}") from None
+        return 0 if report.accepted else 1
+    if args.action == "rollback":
+        if not studio.rollback():
+            raise SystemExit("parser rollback: nothing to roll back to (no fine-tuned weights were installed)")
+        print(f"rolled back: {studio.current} holds the weights in use before the last install; workers load "
+              f"them before their next job")
+        return 0
+    runs = studio.runs()
+    print(f"examples: {len(studio.examples())}")
+    from .learning import shipped_weights
+
+    fine_tuned = studio.fine_tuned(shipped_weights(settings.model_dir))
+    print(f"weights in use: {'fine-tuned, ' + str(studio.current) if fine_tuned else 'as shipped'}")
+    if runs:
+        last = runs[-1]
+        print(f"last run: {time.strftime('%Y-%m-%d %H:%M', time.localtime(last['started_at']))}: {last['reason']}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
@@ -157,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--set", default="embedded", choices=["embedded", "gpu", "all"],
                         help="which model set (default: embedded, the CPU set every install needs)")
     models.set_defaults(func=cmd_models)
+
+    parser_cmd = sub.add_parser("parser", help="fine-tune the house parser on the studio's corrected photos")
+    parser_cmd.add_argument("action", choices=["finetune", "rollback", "status"])
+    parser_cmd.add_argument("--epochs", type=int, help="passes over the studio's examples (default: "
+                            "learning.finetune_epochs)")
+    parser_cmd.add_argument("--dry-run", action="store_true", help="train and compare, install nothing")
+    parser_cmd.set_defaults(func=cmd_parser)
     return parser
 
 

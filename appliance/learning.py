@@ -6,11 +6,13 @@
                     classes.png    optional: house-index map (0 unlabelled, 1 wall ... 10 other, shared data
                                    houses/ indices), when the correction named every part
                     example.json   {"job_id", "source", "created_at", "classes"}
+                    .thumb.jpg     the console's thumbnail (photo with the mask tinted over it)
       parser/current.pt            the installed fine-tuned house parser (absent: the shipped weights)
              previous.pt           the exact bytes in use before the last install (`parser rollback`)
       runs.json                    fine-tune runs, newest last (figures before / after, installed or why not)
       progress.json                the running (or last) fine-tune's phase and step
       finetune.lock                held (flock) by the fine-tune process while it runs
+      finetune.log                 the output of the last fine-tune the console started
 
 Examples are kept until an operator deletes one: retention (appliance/worker.py prune) only touches jobs/,
 results/ and uploads/. An example's id is a hash of its photo and mask, so a job run twice (a crash, a retry of
@@ -64,6 +66,20 @@ class Example:
         return self.path / "classes.png" if self.has_classes else None
 
 
+def class_map(wall: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
+    """A house-index map from corrected masks: the wall, the house parts given (roof, trim, door, ...), and
+    everything else "not wall, class unknown" (pipeline.parser_training.NOT_WALL)."""
+    from pipeline.facade_parser import CLASSES
+    from pipeline.parser_training import NOT_WALL
+
+    wall = np.asarray(wall, bool)
+    out = np.full(wall.shape, NOT_WALL, np.uint8)
+    for name, mask in parts.items():
+        out[np.asarray(mask, bool)] = CLASSES.index(name) + 1
+    out[wall] = CLASSES.index("wall") + 1  # the paint mask the render used wins where masks overlap
+    return out
+
+
 def shipped_weights(model_dir: Path | str) -> Path:
     """The house parser weights that ship with the appliance (model "facade-parser")."""
     from pipeline.models import require
@@ -80,6 +96,7 @@ class StudioData:
         self.runs_file = self.root / "runs.json"
         self.progress_file = self.root / "progress.json"
         self.lock_file = self.root / "finetune.lock"
+        self.log_file = self.root / "finetune.log"
 
     # --- examples ---
     def add_example(self, photo: bytes, paint: np.ndarray, *, job_id: str | None, source: str,
@@ -130,10 +147,38 @@ class StudioData:
         shutil.rmtree(example.path, ignore_errors=True)
         return True
 
+    def thumbnail(self, example_id: str) -> Path | None:
+        """A small JPEG of the photo with the paint mask tinted over it (made once)."""
+        from PIL import Image, ImageOps
+
+        example = self.example(example_id)
+        if example is None:
+            return None
+        cached = example.path / ".thumb.jpg"
+        if not cached.is_file():
+            photo = ImageOps.exif_transpose(Image.open(example.photo)).convert("RGB")
+            mask = Image.open(example.mask).convert("L").resize(photo.size)
+            tint = Image.new("RGB", photo.size, (255, 64, 129))
+            photo = Image.composite(Image.blend(photo, tint, 0.45), photo, mask)
+            photo.thumbnail((240, 160))
+            from io import BytesIO
+
+            buffer = BytesIO()
+            photo.save(buffer, "JPEG", quality=85)
+            write_atomic(cached, buffer.getvalue())
+        return cached
+
     # --- weights ---
     def weights(self, shipped: Path) -> Path:
         """The house parser weights in use: the installed fine-tuned file, else `shipped`."""
         return self.current if self.current.is_file() else shipped
+
+    def fine_tuned(self, shipped: Path) -> bool:
+        """Are the weights in use other than the shipped ones (a rollback to them leaves their exact bytes)?"""
+        if not self.current.is_file():
+            return False
+        return self.current.stat().st_size != shipped.stat().st_size or \
+            self.current.read_bytes() != shipped.read_bytes()
 
     def weights_version(self) -> tuple[int, int, int] | None:
         """Changes whenever weights are installed or rolled back (a new file is renamed in); None = shipped."""

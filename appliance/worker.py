@@ -36,7 +36,7 @@ from .config import Settings
 from .domain import PROGRESS_SPANS, ErrorCode, JobStatus, Stage
 from .jobdir import MASK, PHOTO, SWATCH, JobFolder, extension, surface_stem
 from .jobs import Job, JobStore
-from .learning import Source, StudioData, shipped_weights
+from .learning import Source, StudioData, class_map, shipped_weights
 from .queue import RenderQueue
 from .refs import InputRef, RefKind
 
@@ -193,8 +193,12 @@ class Worker:
         if ref is None or (ref.kind is RefKind.URL and not self.settings.collect_client_masks):
             return
         source = Source.MASK_FIX if ref.kind is RefKind.UPLOAD else Source.CLIENT_MASK
+        given = [raw["surface"] for raw in getattr(job, "surfaces", None) or () if raw.get("mask_url")]
         try:
-            example = self._studio.add_example(photo, result.mask, job_id=job.job_id, source=source)
+            classes = class_map(result.mask, {name: result.surfaces[name] for name in given
+                                              if name in result.surfaces}) if given else None
+            example = self._studio.add_example(photo, result.mask, job_id=job.job_id, source=source,
+                                               classes=classes)
             log.info("job %s: kept as training example %s (%s)", job.job_id, example, source)
         except (OSError, ValueError) as exc:
             log.warning("job %s: could not keep it as a training example: %s", job.job_id, exc)

@@ -124,7 +124,9 @@ def sample(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, ctx: n
     """One random training crop: rgb (crop, crop, 3) float32, ctx (crop/4, crop/4, N_CTX) float32, target
     (crop, crop) uint8 (house index, IGNORE outside the photo)."""
     H, W = image.shape[:2]
-    f = rng.uniform(0.35, 1.25) * min(H, W)
+    # 35-125 % of the short side for a 256 px crop; a smaller crop covers proportionally less of the photo so
+    # that the scale it learns at stays the one the parser runs at (512 px on the long side)
+    f = rng.uniform(0.35, 1.25) * min(H, W) * crop / 256
     r = math.exp(rng.uniform(-aspect_jitter, aspect_jitter))  # aspect-ratio distortion of the crop box
     cw, ch = f * math.sqrt(r), f / math.sqrt(r)
     cx = rng.uniform(min(cw / 2, W / 2), max(W - cw / 2, W / 2))

@@ -139,7 +139,7 @@ def frame(active: str, auth: Any, title: str) -> Iterator[None]:
             ui.label("Render appliance").classes("brand-name")
         with ui.row().classes("nav"):
             for key, label, target in (("queue", "Queue", "/"), ("test", "Test render", "/test-render"),
-                                       ("swatches", "Swatches", "/swatches")):
+                                       ("swatches", "Swatches", "/swatches"), ("learning", "Learning", "/learning")):
                 ui.link(label, target).classes("nav-link" + (" active" if key == active else ""))
         ui.space()
         if auth.mode == "password":

@@ -1,9 +1,10 @@
 """The operator console: `register(app, ctx)` is called by appliance/server.py with the API's context.
 
 Pages (NiceGUI): /  (queue), /jobs/{id}  (job detail), /jobs/{id}/mask  (mask fix), /jobs/{id}/material (try
-another material), /test-render, /swatches (the swatch library), /login.
+another material), /test-render, /swatches (the swatch library), /learning (fine-tune the house parser),
+/login.
 Routes of the console itself (behind the same sign-in): /console/files/{id}/{name} (a job's images),
-/console/swatches/{id}/{image|thumb} (library swatches),
+/console/swatches/{id}/{image|thumb} (library swatches), /console/learning/{id}/thumb (training examples),
 POST /console/jobs/{id}/mask (a corrected mask -> a new job), /console/session, /console/logout; the CSS/JS it
 ships lie in ui/static (served at /console/static). Nothing here blocks the event loop: store reads and file work
 go through run.io_bound / the thread pool.
@@ -41,7 +42,7 @@ PLACEHOLDER = ("<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 60 40'>"
 def register(app: Any, ctx: Any) -> None:
     from nicegui import ui
 
-    from . import job_page, mask_editor, queue_page, swatch_library, test_render, variants
+    from . import job_page, learning_page, mask_editor, queue_page, swatch_library, test_render, variants
     from .components import login_page
 
     auth = ConsoleAuth(ctx.settings)
@@ -56,6 +57,7 @@ def register(app: Any, ctx: Any) -> None:
     mask_editor.register(ctx, auth)
     variants.register(ctx, auth)
     swatch_library.register(ctx, auth)
+    learning_page.register(app, ctx, auth)
 
 
 def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:

@@ -85,14 +85,16 @@ def _iso(ts: float | None) -> str | None:
 
 # --- views ------------------------------------------------------------------------------------------------
 
-def job_view(job: Job, store: JobStore) -> dict[str, Any]:
-    """A job as the API shows it. Documented fields never change meaning; extra ones may be added."""
+def job_view(job: Job, store: JobStore, *, queue_position: int | None = None) -> dict[str, Any]:
+    """A job as the API shows it. Documented fields never change meaning; extra ones may be added.
+    `queue_position`: already known (a listing reads the whole line once), else read from the store."""
     view: dict[str, Any] = {"job_id": job.job_id,
                             "status": PROCESSING if job.status in ACTIVE else job.status,
                             "project_id": job.project_id, "user_id": job.user_id,
                             "created_at": _iso(job.created_at), "attempts": job.attempts}
     if job.status == JobStatus.QUEUED:
-        view.update(stage=Stage.QUEUED, progress=0.0, queue_position=store.queue_position(job))
+        view.update(stage=Stage.QUEUED, progress=0.0,
+                    queue_position=store.queue_position(job) if queue_position is None else queue_position)
     elif job.status == JobStatus.RUNNING:
         view.update(stage=job.stage or Stage.STARTING, progress=round(job.progress, 3),
                     started_at=_iso(job.started_at))
@@ -267,7 +269,8 @@ def job_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/render/jobs", responses=_LIST_DOCS, summary="List jobs, newest first")
     async def list_jobs(query: Annotated[ListQuery, Query()]) -> Response:
-        page = await run_in_threadpool(list_page, store, query, lambda job: job_view(job, store))
+        page = await run_in_threadpool(list_page, store, query,
+                                       lambda job, ahead: job_view(job, store, queue_position=ahead))
         return JSONResponse(page)
 
     @router.get("/render/jobs/{job_id}", responses=_GET_DOCS, summary="A job's status")

@@ -39,11 +39,16 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     return float(created_at), job_id
 
 
-def list_page(store: JobStore, query: Any, view: Callable[[Job], dict]) -> dict[str, Any]:
-    """`query`: appliance.schemas.ListQuery. -> {jobs: [poll bodies], next_cursor: str | None}."""
+def list_page(store: JobStore, query: Any, view: Callable[[Job, int | None], dict]) -> dict[str, Any]:
+    """`query`: appliance.schemas.ListQuery; `view(job, queue_position)`: a poll body. -> {jobs: [poll bodies],
+    next_cursor: str | None}. The queued jobs' positions come from one read of the line (at most queue.depth
+    ids), not one count per job."""
     statuses, error_code = STATUS_FILTERS[query.status] if query.status else (None, None)
     jobs = store.page(project_id=query.project_id, user_id=query.user_id, statuses=statuses, error_code=error_code,
                       before=decode_cursor(query.cursor) if query.cursor else None, limit=query.limit + 1)
     more = len(jobs) > query.limit
     jobs = jobs[:query.limit]
-    return {"jobs": [view(job) for job in jobs], "next_cursor": encode_cursor(jobs[-1]) if more else None}
+    line = {job_id: i for i, job_id in enumerate(store.queued_ids())} \
+        if any(job.status == JobStatus.QUEUED for job in jobs) else {}
+    return {"jobs": [view(job, line.get(job.job_id)) for job in jobs],
+            "next_cursor": encode_cursor(jobs[-1]) if more else None}

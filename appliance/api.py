@@ -319,10 +319,14 @@ def ops_router(ctx: AppContext) -> APIRouter:
     async def healthz() -> Response:
         return JSONResponse({"status": "ok"})
 
-    @router.get("/readyz", tags=["ops"], summary="Ready: models, queue, storage, worker")
-    def readyz() -> Response:
+    readyz_auth = _authorizer(ctx.settings.api_key)
+
+    @router.get("/readyz", tags=["ops"], summary="Ready: models, queue, storage, worker (details with the API key)")
+    def readyz(request: Request) -> Response:
         checks = readiness(ctx)
         ready = all(c.get("ok") for c in checks.values())
+        if readyz_auth(request) is not None:  # a probe without the key learns up/down per part, no pids or paths
+            checks = {name: {"ok": bool(check.get("ok"))} for name, check in checks.items()}
         return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
                             status_code=200 if ready else 503)
 

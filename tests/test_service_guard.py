@@ -53,6 +53,16 @@ def test_api_key_required_on_render_routes(svc, photos):
     assert svc.http.get("/healthz", headers={"Authorization": ""}).status_code == 200  # probes need no key
 
 
+def test_readyz_details_need_the_api_key(svc):
+    anonymous = svc.http.get("/readyz", headers={"Authorization": ""})
+    assert anonymous.status_code == 200
+    checks = anonymous.json()["checks"]
+    assert set(checks) >= {"job_store", "storage", "worker"}
+    assert all(check == {"ok": True} for check in checks.values()), checks  # no pids, paths, database URL
+    detailed = svc.http.get("/readyz").json()["checks"]
+    assert "backend" in detailed["job_store"] and "workers" in detailed["worker"]
+
+
 def test_loopback_photo_refused_without_allow_list(svc, photos):
     r = svc.submit({"image_url": f"{photos}/{SMALL_HOUSE}", "texture_url": "#aabbcc"})
     job = svc.wait(r.json()["job_id"], timeout=60)

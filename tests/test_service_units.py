@@ -358,3 +358,43 @@ def test_import_boundaries():
     probe = ("import sys, appliance.server, appliance.context, appliance.api, ui.pages; "
              "assert 'appliance.worker' not in sys.modules, 'worker imported'")
     subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True)
+
+
+# --- console sign-in (ui/auth.py) -------------------------------------------------------------------------------
+
+def test_console_sign_in_attempts_are_limited_per_address():
+    import asyncio
+
+    from ui.auth import MAX_FAILURES, ConsoleAuth, TooManyAttempts
+
+    auth = ConsoleAuth(Settings(console_password="right"))
+    auth.failure_pause = 0.0
+
+    async def attempts():
+        for _ in range(MAX_FAILURES):
+            assert await auth.check_password("wrong", "203.0.113.7") is None
+        with pytest.raises(TooManyAttempts) as caught:
+            await auth.check_password("right", "203.0.113.7")  # even the right one, until the window passes
+        assert caught.value.retry_after > 0
+        assert await auth.check_password("right", "198.51.100.2")  # another address is not held up
+
+    asyncio.run(attempts())
+
+
+def test_console_cookie_is_samesite_and_secure_behind_https():
+    import asyncio
+
+    from ui.auth import ConsoleAuth
+
+    auth = ConsoleAuth(Settings(console_password="right"))
+    for secure in (False, True):
+        ticket = asyncio.run(auth.check_password("right", "192.0.2.1"))
+        cookie = auth.redeem(ticket, "/", secure=secure).headers["set-cookie"].lower()
+        assert "samesite=lax" in cookie and "httponly" in cookie and ("secure" in cookie) == secure
+    https = ConsoleAuth(Settings(console_password="right", public_base_url="https://render.studio.example"))
+
+    class Plain:  # a request that reached uvicorn over plain HTTP (TLS ended at a proxy uvicorn does not trust)
+        class url:
+            scheme = "http"
+
+    assert https.secure(Plain()) and not auth.secure(Plain())

@@ -8,7 +8,10 @@
 - an API key but no password: the console stays locked (the API is protected; its console must not be open).
 
 The sign-in form is a NiceGUI page (its events travel over the websocket, where no cookie can be set): a correct
-password yields a one-time ticket, and `/console/session?ticket=...` swaps it for the cookie.
+password yields a one-time ticket, and `/console/session?ticket=...` swaps it for the cookie. The cookie is
+SameSite=Lax and, when the console is reached over HTTPS (directly, through a proxy's X-Forwarded-Proto, or a
+https public_base_url), Secure. Sign-in attempts are limited per client address: after MAX_FAILURES wrong
+passwords within FAILURE_WINDOW seconds, that address is refused until the window has passed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 COOKIE = "render_console"
 SESSION_SECONDS = 12 * 3600
 TICKET_SECONDS = 30
+MAX_FAILURES = 5  # wrong passwords per client address ...
+FAILURE_WINDOW = 300.0  # ... within this many seconds, then that address waits
+
+
+class TooManyAttempts(Exception):
+    """This client address failed too often; `retry_after` seconds until it may try again."""
+
+    def __init__(self, retry_after: float):
+        super().__init__(f"too many sign-in attempts; try again in {retry_after:.0f} s")
+        self.retry_after = retry_after
 
 
 def _hostname(host_header: str | None) -> str:
@@ -34,6 +47,11 @@ def _hostname(host_header: str | None) -> str:
     if host.startswith("["):  # [::1]:8080
         return host[1:].split("]", 1)[0]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def client_address(request: Request) -> str:
+    """The address sign-in attempts are counted for (uvicorn puts a trusted local proxy's X-Forwarded-For here)."""
+    return request.client.host if request.client else "?"
 
 
 def safe_next(target: str | None) -> str:
@@ -50,6 +68,9 @@ class ConsoleAuth:
         self._key = hmac.new(self.password.encode(), b"render-console-session", hashlib.sha256).digest() \
             if self.password else b""
         self._tickets: dict[str, float] = {}  # one-time sign-in tickets -> expiry
+        self._failures: dict[str, list[float]] = {}  # client address -> times of its recent wrong passwords
+        self.failure_pause = 0.8  # seconds after each wrong password
+        self._https_base = settings.base_url.startswith("https://")
         names = {"localhost", _hostname(settings.host), _hostname(urllib.parse.urlsplit(settings.base_url).netloc)}
         self._hosts = {n for n in names if n and n not in ("0.0.0.0", "::")}
 
@@ -107,24 +128,37 @@ class ConsoleAuth:
     def _sign(self, expiry: str) -> str:
         return hmac.new(self._key, expiry.encode(), hashlib.sha256).hexdigest()
 
-    async def check_password(self, attempt: str) -> str | None:
-        """A one-time ticket for a right password, else None (after a pause that slows guessing)."""
+    async def check_password(self, attempt: str, client: str = "?") -> str | None:
+        """A one-time ticket for a right password, else None (after a pause that slows guessing). Raises
+        TooManyAttempts when `client` (its address) failed MAX_FAILURES times within FAILURE_WINDOW."""
+        now = time.time()
+        recent = [t for t in self._failures.get(client, ()) if t > now - FAILURE_WINDOW]
+        if len(recent) >= MAX_FAILURES:
+            raise TooManyAttempts(recent[0] + FAILURE_WINDOW - now)
         if self.password and hmac.compare_digest(attempt.encode(), self.password.encode()):
+            self._failures.pop(client, None)
             now = time.time()
             self._tickets = {t: expires for t, expires in self._tickets.items() if expires > now}
             ticket = secrets.token_urlsafe(24)
             self._tickets[ticket] = now + TICKET_SECONDS
             return ticket
-        await asyncio.sleep(0.8)
+        self._failures[client] = recent + [now]
+        if len(self._failures) > 10_000:  # bounded memory: forget addresses whose window has passed
+            self._failures = {c: ts for c, ts in self._failures.items() if ts[-1] > now - FAILURE_WINDOW}
+        await asyncio.sleep(self.failure_pause)
         return None
 
-    def redeem(self, ticket: str, next_path: str) -> Response:
+    def secure(self, request: Request) -> bool:
+        """Is the console reached over HTTPS (uvicorn applies a local proxy's X-Forwarded-Proto to the scheme)?"""
+        return request.url.scheme == "https" or self._https_base
+
+    def redeem(self, ticket: str, next_path: str, *, secure: bool = False) -> Response:
         if self._tickets.pop(ticket, 0.0) < time.time():
             return RedirectResponse("/login", status_code=303)
         response = RedirectResponse(safe_next(next_path), status_code=303)
         expiry = str(int(time.time()) + SESSION_SECONDS)
         response.set_cookie(COOKIE, f"{expiry}.{self._sign(expiry)}", max_age=SESSION_SECONDS, httponly=True,
-                            samesite="lax", path="/")
+                            samesite="lax", secure=secure, path="/")
         return response
 
     def sign_out(self) -> Response:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Iterator
 
+from fastapi import Request
 from nicegui import ui
 
 from appliance.domain import ACTIVE, ErrorCode, JobStatus, Stage, is_canceled
@@ -247,10 +248,10 @@ def card(title: str | None = None, classes: str = "") -> ui.card:
 
 
 def login_page(auth: Any) -> None:
-    from .auth import safe_next
+    from .auth import TooManyAttempts, client_address, safe_next
 
     @ui.page("/login", favicon=LOGO)
-    def login(next: str = "/") -> None:  # noqa: A002
+    def login(request: Request, next: str = "/") -> None:  # noqa: A002
         ui.page_title("Sign in · Render appliance")
         ui.colors(primary="#c8553d")
         if auth.mode != "password":
@@ -267,7 +268,13 @@ def login_page(auth: Any) -> None:
 
             async def submit() -> None:
                 button.props("loading")
-                ticket = await auth.check_password(password.value or "")
+                try:
+                    ticket = await auth.check_password(password.value or "", client_address(request))
+                except TooManyAttempts as exc:
+                    button.props(remove="loading")
+                    error.text = f"Too many wrong passwords from this address; try again in {exc.retry_after:.0f} s."
+                    password.value = ""
+                    return
                 button.props(remove="loading")
                 if ticket is None:
                     error.text = "That is not the operator password."

@@ -65,8 +65,8 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
     private = {"Cache-Control": "private, max-age=300"}
 
     @app.get("/console/session", include_in_schema=False)
-    def session(ticket: str = "", next: str = "/") -> Response:  # noqa: A002
-        return auth.redeem(ticket, next)
+    def session(request: Request, ticket: str = "", next: str = "/") -> Response:  # noqa: A002
+        return auth.redeem(ticket, next, secure=auth.secure(request))
 
     @app.get("/console/logout", include_in_schema=False)
     def logout() -> Response:

@@ -56,8 +56,10 @@ class JobFolder:
                 return path
         return None
 
-    def mask(self) -> Path | None:
-        """The mask the pipeline used, else the one the job was given."""
+    def mask(self, surface: str | None = None) -> Path | None:
+        """The mask the pipeline used, else the one the job was given (of the wall, or of an extra surface)."""
+        if surface:
+            return self.find(surface_stem(MASK, surface)) or self.find(surface_stem(MASK_INPUT, surface))
         return self.find(MASK) or self.find(MASK_INPUT)
 
     def write(self, name: str, data: bytes) -> Path:

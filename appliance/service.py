@@ -4,7 +4,7 @@
     refusal(spec)       why the live workers cannot run it (refinement without a refiner), or None
     cancel(job_id)      a queued job ends at once, a running one is flagged
     retry(job)          a new job with the same inputs (the files the old one kept, linked into its folder)
-    fix_mask(job, png)  the same, with a corrected paint mask
+    fix_mask(job, png)  the same, with a corrected paint mask (of the wall, or of one of its surfaces)
     with_surfaces(job, surfaces)  the same photo and wall, with another set of extra surfaces (no re-upload)
     variant(job, materials)       the same photo (and fixed mask) in other materials: {surface: texture}
     cancel_queued()     cancel every waiting job (the console's "cancel all queued")
@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -201,14 +201,25 @@ class JobService:
                 break
         return outcome
 
-    def fix_mask(self, job: Job, mask_png: bytes) -> Job:
-        """The caller checked the mask (size, paints something) the way the worker will."""
-        return self._derive(job, "mask fix", mask_png)
+    def fix_mask(self, job: Job, mask_png: bytes, surface: str | None = None) -> Job:
+        """The caller checked the mask (size, paints something) the way the worker will. `surface`: one of the
+        job's extra surfaces (its mask is replaced; the wall's stays), else the wall."""
+        if surface in (None, Surface.WALL):
+            return self._derive(job, "mask fix", mask_png)
+        specs = job_surfaces(job)
+        if surface not in {e.surface for e in specs}:
+            raise ValueError(f"job {job.job_id[:8]} has no {surface} surface")
+        new_id = str(uuid.uuid4())
+        name = JobFolder(self.settings, new_id).write(f"{surface_stem(MASK_INPUT, surface)}.png", mask_png).name
+        specs = tuple(replace(e, mask=InputRef.upload(name)) if e.surface == surface else e for e in specs)
+        return self._derive(job, "mask fix", surfaces=specs, job_id=new_id)
 
-    def with_surfaces(self, job: Job, surfaces: Any, uploads: dict[str, bytes] | None = None) -> Job:
+    def with_surfaces(self, job: Job, surfaces: Any, uploads: dict[str, bytes] | None = None, *,
+                      job_id: str | None = None) -> Job:
         """A new job with the photo, wall and options of `job` and this set of extra surfaces (SurfaceSpec, or
         dicts in the stored form). An "upload:<name>" material or mask is a file of `uploads` ({name: bytes},
-        written into the new job's folder) or one that `job` kept (linked over); `job`'s own surfaces carry
+        written into the new job's folder), one already in the new job's folder (`job_id`: a folder the console
+        filled first, e.g. the test-render draft) or one that `job` kept (linked over); `job`'s own surfaces carry
         their kept files. Raises ValueError (an unknown or repeated surface), FileNotFoundError, QueueFull."""
         specs = tuple(e if isinstance(e, SurfaceSpec) else SurfaceSpec.from_dict(e) for e in surfaces)
         names = [e.surface for e in specs]
@@ -218,7 +229,7 @@ class JobService:
                                                          else "the wall's material is the job's own texture"))
             if names.count(name) > 1:
                 raise ValueError(f"surface {name!r} is given twice")
-        return self._derive(job, "surfaces", surfaces=specs, uploads=uploads)
+        return self._derive(job, "surfaces", surfaces=specs, uploads=uploads, job_id=job_id)
 
     def variant(self, job: Job, materials: dict[str, InputRef], *, options: dict[str, Any] | None = None,
                 uploads: dict[str, bytes] | None = None) -> Job:
@@ -240,10 +251,11 @@ class JobService:
 
     def _derive(self, job: Job, kind: str, mask_png: bytes | None = None,
                 surfaces: tuple[SurfaceSpec, ...] | None = None, uploads: dict[str, bytes] | None = None,
-                texture: InputRef | None = None, options: dict[str, Any] | None = None) -> Job:
+                texture: InputRef | None = None, options: dict[str, Any] | None = None,
+                job_id: str | None = None) -> Job:
         """A new job with the inputs of `job`, made from the files it kept. Raises FileNotFoundError when an
         uploaded input is gone, QueueFull."""
-        new_id = str(uuid.uuid4())
+        new_id = job_id or str(uuid.uuid4())
         old, new = JobFolder(self.settings, job.job_id), JobFolder(self.settings, new_id)
         try:
             for name, data in (uploads or {}).items():

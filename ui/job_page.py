@@ -16,11 +16,13 @@ from appliance.service import CancelOutcome
 from pipeline.stages import PipelineStage
 
 from . import jobfiles
+from .surfaces_ui import surface_files, surfaces_card
 from .components import (ERROR_TITLES, LOGO, card, chip, clock, colour_block, compare_html, duration, facts_html,
                          file_url, frame, model_name, option_facts, overlay_html, raw, render_time, short, stage_label,
                          stage_track_html, state_of, tid, timing_bars_html, total_time)
 
-KIND_WORDS = {"retry": "Retry of", "mask fix": "Mask fix of", "test render": "Test render", "variant": "Variant of"}
+KIND_WORDS = {"retry": "Retry of", "mask fix": "Mask fix of", "test render": "Test render", "variant": "Variant of",
+              "surfaces": "Surfaces changed from"}
 
 
 def load(ctx: Any, job_id: str) -> tuple[Job | None, dict[str, bool], dict[str, Any], int | None]:
@@ -31,6 +33,7 @@ def load(ctx: Any, job_id: str) -> tuple[Job | None, dict[str, bool], dict[str, 
     settings = ctx.settings
     files = {stem: jobfiles.find(settings, job_id, stem) is not None for stem in (PHOTO, SWATCH, MASK, MASK_INPUT)}
     files["result"] = job.status == COMPLETED and bool(job.result_url)
+    files.update(surface_files(settings, job))
     position = ctx.store.queue_position(job) if job.status == QUEUED else None
     return job, files, jobfiles.origin(settings, job_id), position
 
@@ -233,6 +236,8 @@ class JobPanel:
                         file_url(job.job_id, "photo"), file_url(job.job_id, "overlay", v)) +
                         "<figcaption>" + ("Paint mask (corrected by hand)" if job.mask_url else
                                           "Paint mask found by the segmenter") + "</figcaption></figure>")
+        surfaces_card(job, files, change_url=f"/test-render?from={job.job_id}"
+                      if job.status not in ACTIVE and files.get("photo") else None)
         if job.backends or job.warnings:
             with card("Models", classes="w-full"):
                 order = list(PipelineStage)

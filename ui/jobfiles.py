@@ -95,13 +95,15 @@ def store_upload(settings, job_id: str, stem: str, data: bytes) -> tuple[str, di
 
 
 def submit(ctx, job_id: str, *, photo: str, texture: str, options: dict, mask: str | None = None,
-           made_from: dict | None = None) -> Job:
-    """Enqueue a job whose inputs lie in its folder (stored references: "upload:<file>", "#RRGGBB"). Raises
-    QueueFull (the folder stays, for another try) and pipeline InputError for bad options."""
+           made_from: dict | None = None, surfaces: tuple = ()) -> Job:
+    """Enqueue a job whose inputs lie in its folder (stored references: "upload:<file>", "#RRGGBB"; `surfaces`:
+    service.SurfaceSpec each). Raises QueueFull (the folder stays, for another try) and pipeline InputError for
+    bad options."""
     from pipeline.options import RenderOptions
 
     spec = JobSpec(image=InputRef.parse(photo), texture=InputRef.parse(texture),
-                   mask=None if mask is None else InputRef.parse(mask), options=RenderOptions.from_mapping(options))
+                   mask=None if mask is None else InputRef.parse(mask), options=RenderOptions.from_mapping(options),
+                   surfaces=tuple(surfaces))
     return ctx.service.submit(spec, job_id=job_id, made_from=made_from)[0]
 
 
@@ -199,13 +201,14 @@ def library_thumbnail(settings, swatch_id: str) -> Path | None:
 
 # --- derived images (cached in the job's folder as dot-files; pruned with it) -------------------------------
 
-def overlay(settings, job_id: str) -> Path | None:
-    """The paint mask as a tinted, half-transparent PNG to lay over the photo."""
+def overlay(settings, job_id: str, surface: str | None = None) -> Path | None:
+    """The paint mask (of the wall, or of an extra `surface`) as a tinted, half-transparent PNG to lay over the
+    photo."""
     import numpy as np
     from PIL import Image
 
     jobdir = folder(settings, job_id)
-    mask = None if jobdir is None else jobdir.mask()
+    mask = None if jobdir is None else jobdir.mask(surface)
     if mask is None:
         return None
     cached = mask.with_name(f".overlay-{mask.stem}.png")

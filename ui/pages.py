@@ -21,9 +21,10 @@ from fastapi import Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from appliance.jobdir import MASK, MASK_INPUT, MEDIA, PHOTO, SWATCH
+from appliance.jobdir import MASK, MASK_INPUT, MEDIA, PHOTO, SWATCH, surface_stem
 from appliance.jobs import QueueFull
 from appliance.request_body import read_capped
+from pipeline.surfaces import Surface
 
 from . import jobfiles
 from .auth import ConsoleAuth
@@ -31,6 +32,7 @@ from .auth import ConsoleAuth
 log = logging.getLogger("appliance.console")
 
 STATIC = Path(__file__).resolve().parent / "static"
+SURFACES = {s.value for s in Surface if s != Surface.WALL}
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_MASK_BODY = 30_000_000
 # Shown where a job has no picture yet (the photo was never fetched): a grey tile with a house outline.
@@ -83,11 +85,16 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
         job = store.get(job_id)
         path: Path | None = None
         headers = dict(private)
-        if name in (PHOTO, SWATCH, MASK):
-            path = jobfiles.find(settings, job_id, name) or \
-                (jobfiles.find(settings, job_id, MASK_INPUT) if name == MASK else None)
-        elif name == "overlay":
-            path = jobfiles.overlay(settings, job_id)
+        kind, _, surface = name.partition("-")  # "swatch-roof", "mask-trim", "overlay-door": an extra surface's
+        if surface and surface not in SURFACES:
+            kind = ""
+        if kind in (PHOTO, SWATCH, MASK) and not (kind == PHOTO and surface):
+            stem = surface_stem(kind, surface) if surface else kind
+            path = jobfiles.find(settings, job_id, stem) or \
+                (jobfiles.find(settings, job_id, surface_stem(MASK_INPUT, surface) if surface else MASK_INPUT)
+                 if kind == MASK else None)
+        elif kind == "overlay":
+            path = jobfiles.overlay(settings, job_id, surface or None)
         elif name == "thumb" and job is not None:
             path = jobfiles.thumbnail(ctx, job)
         elif name == "swatch-thumb":
@@ -127,8 +134,9 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
         return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"), headers=private)
 
     @app.post("/console/jobs/{job_id}/mask", include_in_schema=False)
-    async def mask_fix(job_id: str, request: Request) -> Response:
-        """The mask editor's PNG (white = paint) -> a new job with the same inputs and this mask."""
+    async def mask_fix(job_id: str, request: Request, surface: str | None = None) -> Response:
+        """The mask editor's PNG (white = paint) -> a new job with the same inputs and this mask (of the wall, or
+        with ?surface=roof|trim|door|garage_door of that surface of the job)."""
         if (denied := auth.guard_api(request, write=True)) is not None:
             return denied
         job = store.get(job_id) if JOB_ID.match(job_id) else None
@@ -137,14 +145,14 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
         data = await read_capped(request, MAX_MASK_BODY)
         if not data:
             return JSONResponse({"error": "validation_failed", "message": "mask: empty or too large"}, 400)
-        return await run_in_threadpool(_remask, ctx, job, data)
+        return await run_in_threadpool(_remask, ctx, job, data, surface)
 
 
-def _remask(ctx: Any, job: Any, data: bytes) -> Response:
+def _remask(ctx: Any, job: Any, data: bytes, surface: str | None = None) -> Response:
     try:
         jobfiles.check_mask(ctx.settings, job.job_id, data)
-        new = ctx.service.fix_mask(job, data)
-    except jobfiles.UploadRejected as exc:
+        new = ctx.service.fix_mask(job, data, surface)
+    except (jobfiles.UploadRejected, ValueError) as exc:
         return JSONResponse({"error": "validation_failed", "message": str(exc)}, status_code=400)
     except FileNotFoundError as exc:
         return JSONResponse({"error": "inputs_gone", "message": str(exc)}, status_code=410)

@@ -1,7 +1,10 @@
-"""Test render: drop a photo and a swatch (or pick a paint colour), set the options, submit, follow the job.
+"""Test render: drop a photo and a swatch (or pick a paint colour), a material or colour per extra surface (roof,
+trim, doors), set the options, submit, follow the job.
 
 Dropped files go to the (future) job's folder at once, checked the way the render checks them, and the job is
 submitted through the API's own path with "upload:<file>" references that the worker reads from disk.
+`/test-render?from=<job id>` keeps that job's photo, wall and options and changes only its surfaces (the job
+service links the kept files: nothing is uploaded again).
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from nicegui import events, run, ui
 
 from appliance.jobs import QueueFull
 from appliance.refs import InputRef, normal_colour
+from appliance.service import job_surfaces
 from pipeline.errors import InputError
 from pipeline.options import bounds
 
 from . import jobfiles
-from .components import LOGO, card, file_url, frame, raw, tid
+from .components import LOGO, card, file_url, frame, raw, short, tid
 from .job_page import JobPanel
+from .surfaces_ui import EXTRA, SurfacePicker
 
 PAINTS = [("#B04A3A", "Brick red"), ("#8C5A3C", "Terracotta"), ("#C9A66B", "Sand"), ("#E8E1D3", "Off-white"),
           ("#D9D4C7", "Greige"), ("#6B7B8C", "Slate blue"), ("#3E4A3D", "Forest"), ("#2F2F33", "Anthracite")]
@@ -87,8 +92,9 @@ class DropZone:
 
 
 class TestRender:
-    def __init__(self, ctx: Any, auth: Any, refiner: bool, library_swatch: Any = None):
+    def __init__(self, ctx: Any, auth: Any, refiner: bool, library_swatch: Any = None, base: Any = None):
         self.ctx = ctx
+        self.base = base  # the job whose photo, wall and options are kept (?from=<id>), else None
         self.submitted = False
         self.draft = jobfiles.new_job_id()  # the job id the uploads are kept under until it is submitted
         with frame("test", auth, "Test render"):
@@ -97,10 +103,10 @@ class TestRender:
                     ui.label("Test render").classes("page-title")
                     ui.label("Render a photo the way the API would, and follow the job as it runs.").classes("muted")
             with ui.element("div").classes("render-grid") as self.form:
-                with card("1 · House photo"):
+                with card("1 · House photo") as photo_card:
                     self.photo = DropZone(self, "photo", "Drop the house photo here",
                                           "or click to choose · JPEG, PNG or WebP · at least 256 px")
-                with card("2 · Material"):
+                with card("2 · Material") as material_card:
                     self.mode = ui.toggle({"swatch": "Swatch image", "paint": "Paint colour"}, value="swatch",
                                           on_change=lambda: self.changed()).props("no-caps unelevated spread"
                                                                                   ).classes("w-full").props(tid("material"))
@@ -122,7 +128,13 @@ class TestRender:
                                 ui.element("div").classes("swatch-dot").style(f"background:{hex_colour}").tooltip(
                                     f"{name} {hex_colour}").on("click", lambda h=hex_colour: self.set_colour(h))
                         ui.label("The photo's light and shadow are kept; only the colour changes.").classes("hint")
-                with card("3 · Options"):
+                with card("3 · Roof, trim and doors (optional)").props(tid("surfaces-card")):
+                    before = {e.surface: e for e in job_surfaces(base)} if base is not None else {}
+                    self.pickers = [SurfacePicker(name, lambda *a: DropZone(self, *a), self.changed, before.get(name))
+                                    for name in EXTRA]
+                    ui.label("Each surface the house parser finds gets its own material; trim includes shutters. "
+                             "A surface the photo lacks is a warning, not a failure.").classes("hint")
+                with card("4 · Options") as options_card:
                     ui.label("Pattern scale").classes("text-weight-medium")
                     with ui.row().classes("w-full items-center no-wrap"):
                         # A comfortable range for a slider, inside the option's bounds (the API takes 1-400).
@@ -139,6 +151,14 @@ class TestRender:
                     self.timeout = ui.number("Stage time limit (s), optional", min=1,
                                              max=bounds("stage_timeout_seconds")[1]).classes("w-full")
                     ui.space()
+                    if base is not None:  # the photo, wall and options stay those of the job it is made from
+                        for part in (photo_card, material_card):
+                            part.set_visibility(False)
+                        for child in list(options_card):
+                            child.set_visibility(False)
+                        raw(f"<img class='summary-thumb' src='{file_url(base.job_id, 'photo')}' alt='Photo'>")
+                        ui.label(f"Photo, wall material and options as in job {short(base.job_id)}; only the "
+                                 "surfaces change.").classes("muted").props(tid("from-job"))
                     self.error = ui.label("").classes("form-error").props(tid("submit-error"))
                     self.submit_button = ui.button("Render", icon="play_arrow", on_click=self.submit).props(
                         "unelevated size=lg").classes("w-full").props(tid("submit"))
@@ -175,10 +195,13 @@ class TestRender:
         return normal_colour(self.colour.value or "")
 
     def changed(self) -> None:
+        if not hasattr(self, "submit_button"):  # still building the form
+            return
         paint = self.mode.value == "paint"
         self.swatch_box.set_visibility(not paint)
         self.paint_box.set_visibility(paint)
-        ready = self.photo.ref is not None and self.texture() is not None
+        ready = self.base is not None or (self.photo.ref is not None and self.texture() is not None)
+        ready = ready and all(p.ready for p in self.pickers)
         self.submit_button.set_enabled(ready and not self.submitted)
         typed = (self.colour.value or "").strip()
         self.colour_error.text = "" if not paint or normal_colour(typed) else (
@@ -186,6 +209,8 @@ class TestRender:
             "Pick or type a paint colour (#RRGGBB).")
 
     async def submit(self) -> None:
+        if self.base is not None:
+            return await self.submit_surfaces()
         texture = self.texture()
         paint = texture is not None and InputRef.parse(texture).is_colour
         if self.photo.ref is None or texture is None:
@@ -199,7 +224,7 @@ class TestRender:
         self.submit_button.props("loading")
         try:
             job = await run.io_bound(jobfiles.submit, self.ctx, self.draft, photo=self.photo.ref, texture=texture,
-                                     options=options, made_from={"kind": "test render"})
+                                     options=options, made_from={"kind": "test render"}, surfaces=self.surfaces())
         except QueueFull:
             self.error.text = (f"The queue is full ({self.ctx.settings.queue_depth} jobs waiting or rendering). "
                                "Try again in a moment.")
@@ -235,10 +260,38 @@ class TestRender:
                                  + (f"paint {texture}" if paint else
                                     self.swatch.line.text.split(" · ")[0])
                                  + f" · pattern scale {options['real_world_scale']:g}×"
+                                 + "".join(f" · {d}" for p in self.pickers if (d := p.describe()))
                                  + (" · refinement on" if options["enable_refinement"] else "")).classes("muted")
                     ui.space()
                     ui.button("Start another", icon="restart_alt", on_click=lambda: ui.navigate.to("/test-render")
                               ).props("outline").props(tid("again"))
+            JobPanel(self.ctx, job.job_id, compact=True)
+
+    def surfaces(self) -> tuple:
+        return tuple(spec for p in self.pickers if (spec := p.spec()) is not None)
+
+    async def submit_surfaces(self) -> None:
+        """A job made from `base` with this set of surfaces (its photo and wall linked over, not uploaded)."""
+        self.submit_button.props("loading")
+        try:
+            job = await run.io_bound(self.ctx.service.with_surfaces, self.base, self.surfaces(), job_id=self.draft)
+        except QueueFull:
+            self.error.text = (f"The queue is full ({self.ctx.settings.queue_depth} jobs waiting or rendering). "
+                               "Try again in a moment.")
+            return
+        except (FileNotFoundError, ValueError) as exc:
+            self.error.text = str(exc)
+            return
+        finally:
+            self.submit_button.props(remove="loading")
+        self.submitted = True
+        self.changed()
+        self.form.set_visibility(False)
+        self.live.clear()
+        with self.live:
+            ui.label(f"Job {short(job.job_id)}: surfaces of job {short(self.base.job_id)} changed"
+                     + "".join(f" · {d}" for p in self.pickers if (d := p.describe()))).classes("muted").props(
+                tid("summary"))
             JobPanel(self.ctx, job.job_id, compact=True)
 
 
@@ -258,5 +311,7 @@ def register(ctx: Any, auth: Any) -> None:
         from appliance.swatches import SwatchLibrary
 
         entry = await run.io_bound(SwatchLibrary(ctx.settings).get, swatch) if swatch else None
-        TestRender(ctx, auth, await run.io_bound(_has_refiner, ctx), entry)
+        base_id = request.query_params.get("from")
+        base = await run.io_bound(ctx.store.get, base_id) if base_id and len(base_id) <= 64 else None
+        TestRender(ctx, auth, await run.io_bound(_has_refiner, ctx), entry, base)
         return None

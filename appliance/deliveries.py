@@ -131,6 +131,12 @@ class Deliveries:
         return [Delivery.from_row(r) for r in self.store._db.execute(
             _DSELECT + " WHERE job_id = ? ORDER BY created_at, delivery_id", (job_id,)).fetchall()]
 
+    def prune(self, cutoff: float) -> int:
+        """Forget finished deliveries (delivered or failed) recorded before `cutoff`; pending ones stay until their
+        retries end."""
+        return self.store._write("DELETE FROM render_webhook_deliveries WHERE state <> ? AND created_at < ?",
+                                 (DeliveryState.PENDING, cutoff))
+
     def pending_count(self) -> int:
         return int(self.store._one("SELECT COUNT(*) FROM render_webhook_deliveries WHERE state = ?",
                                    (DeliveryState.PENDING,))[0])

@@ -40,6 +40,7 @@ from .jobs import Job, JobStore
 log = logging.getLogger("appliance.webhooks")
 
 POLL_SECONDS = 0.2  # how often the outbox is swept and due deliveries are looked for
+PRUNE_SECONDS = 600.0  # how often finished deliveries past the retention are forgotten
 PARALLEL = 4  # deliveries in flight at once (one slow receiver does not hold up the others)
 USER_AGENT = "render-appliance/0.1 (webhook)"
 
@@ -132,6 +133,7 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="webhook")
         self._busy: set[str] = set()
         self._lock = threading.Lock()
+        self._pruned_at = 0.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
@@ -153,6 +155,10 @@ class Dispatcher:
 
     def tick(self) -> None:
         self.deliveries.sweep(self.view)
+        if time.monotonic() - self._pruned_at > PRUNE_SECONDS:  # kept as long as their jobs (queue.retention_hours)
+            self._pruned_at = time.monotonic()
+            self.deliveries.prune(time.time() - max(self.settings.retention_hours, self.settings.webhook_retry_hours)
+                                  * 3600)
         with self._lock:
             free = PARALLEL - len(self._busy)
         if free <= 0:

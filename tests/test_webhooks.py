@@ -129,6 +129,20 @@ def test_receiver_refusal_stops_retries_and_429_is_retried(tmp_path):
     store.close()
 
 
+def test_outbox_records_each_event_once_and_prunes_finished_deliveries(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    outbox = Deliveries(store)
+    job_id = _finished_job(store, "http://127.0.0.1:9/hook")
+    assert outbox.sweep(_view) == 1 and outbox.sweep(_view) == 0  # the job's flag is cleared with the insert
+    store._write("UPDATE render_jobs SET webhook_pending = 1 WHERE job_id = ?", (job_id,))  # a crash in between
+    assert outbox.sweep(_view) == 0 and len(outbox.for_job(job_id)) == 1  # the unique key: still one
+    [d] = outbox.claim_due("me", 30)
+    assert outbox.record(d, "me", "delivered", status=200, error=None)
+    assert outbox.prune(time.time() - 3600) == 0  # recent: kept
+    assert outbox.prune(time.time() + 1) == 1 and outbox.for_job(job_id) == []
+    store.close()
+
+
 def test_delivery_ssrf_guard_and_backoff_bounds(tmp_path):
     with receiver() as r:
         refused = post(r.url, b"{}", {}, timeout=2.0)  # loopback, not in allow_networks

@@ -96,6 +96,7 @@ class Settings:
     supabase_bucket: str = "project-images"
     supabase_signed_url_seconds: int | None = None
     upload_retry_seconds: float = 90.0  # an upload is retried (5xx, network) with back-off this long
+    upload_retry_delay: float = 60.0  # a render whose upload failed is kept; its next upload attempt this much later
     max_upload_mb: float = 50.0  # the Storage server's standard upload limit (UPLOAD_FILE_SIZE_LIMIT_STANDARD)
     # [webhooks] (appliance/webhooks.py)
     webhook_secret: str | None = None  # signs deliveries; unset: POST /render/jobs refuses webhook_url
@@ -368,6 +369,7 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
                                                                                optional=True),
                                         "SUPABASE_SIGNED_URL_SECONDS"),
     ("storage", "upload_retry_seconds"): ("upload_retry_seconds", _number(float, 0, 3600), None),
+    ("storage", "upload_retry_delay_seconds"): ("upload_retry_delay", _number(float, 0, 86_400), None),
     ("storage", "max_upload_mb"): ("max_upload_mb", _number(float, 0, 1_000_000, low_open=True), None),
     ("webhooks", "secret"): ("webhook_secret", _webhook_secret, "RENDER_WEBHOOK_SECRET"),
     ("webhooks", "retry_hours"): ("webhook_retry_hours", _number(float, 0, 24 * 30, low_open=True),

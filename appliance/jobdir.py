@@ -7,6 +7,9 @@
     swatch-<surface>.<ext>, mask-<surface>.png, mask-input-<surface>.png
                        the same for each extra surface (roof, trim, door, garage_door): its swatch, the mask
                        it was painted with, the mask it was given
+    result.png, result.json
+                       a finished render whose upload failed while the storage was unavailable, and its report
+                       (timings, backends, ...): the next attempt uploads it instead of rendering again
     origin.json        what a console job was made from ({"kind": "retry", "parent": ...})
     derived.json       the jobs made from this one ([{"kind": "retry", "job_id": ...}, ...]), newest last
     .<name>            caches and temp files (thumbnails, overlays): never inputs
@@ -27,6 +30,7 @@ from .atomic import write_atomic
 
 PHOTO, SWATCH, MASK, MASK_INPUT = "photo", "swatch", "mask", "mask-input"
 ORIGIN, DERIVED = "origin.json", "derived.json"
+KEPT_RENDER, KEPT_REPORT = "result.png", "result.json"
 MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif", ".bmp": "image/bmp",
          ".tiff": "image/tiff"}
 

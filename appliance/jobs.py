@@ -435,6 +435,13 @@ class JobStore:
             (FAILED, code, message, _dump(timings), _dump(backends), _dump(warnings), time.time(), job_id, RUNNING,
              owner)))
 
+    def requeue(self, job_id: str, owner: str) -> bool:
+        """running -> queued for a later attempt, the attempt counted (an upload to retry once storage is back)."""
+        return bool(self._write(
+            "UPDATE render_jobs SET status = ?, stage = ?, lease_owner = NULL, lease_expires_at = NULL, queued_at = ? "
+            "WHERE job_id = ? AND status = ? AND lease_owner = ? AND cancel_requested = 0",
+            (QUEUED, Stage.QUEUED, time.time(), job_id, RUNNING, owner)))
+
     def release(self, job_id: str, owner: str) -> JobStatus | None:
         """The worker is shutting down: back to the queue without counting the attempt, or, when a cancel was
         requested meanwhile, failed `canceled` (a queued job with the flag set would never be claimed again).

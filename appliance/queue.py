@@ -74,13 +74,17 @@ class RenderQueue:
         if self._on_housekeeping is not None:
             self._on_housekeeping()
 
-    def enqueue(self, job_id: str) -> None:
-        self._render(job_id)
+    def enqueue(self, job_id: str, delay: float = 0.0) -> None:
+        """A render message now, or after `delay` seconds (Huey's schedule; the consumer's scheduler releases it)."""
+        if delay > 0:
+            self._render.schedule(args=(job_id,), delay=delay)
+        else:
+            self._render(job_id)
 
     def pending_job_ids(self) -> set[str]:
         """Job ids that have a render message waiting."""
         ids = set()
-        for task in self.huey.pending():
+        for task in [*self.huey.pending(), *self.huey.scheduled()]:  # scheduled: a delayed retry is not lost
             if task.name == "render_job" and task.args:
                 ids.add(task.args[0])
         return ids

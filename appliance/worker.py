@@ -21,6 +21,7 @@ one process does it per interval, however many consumers' schedulers fire.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -34,7 +35,7 @@ from . import metrics
 from .build import fetch_policy
 from .config import Settings
 from .domain import PROGRESS_SPANS, ErrorCode, JobStatus, Stage
-from .jobdir import MASK, PHOTO, SWATCH, JobFolder, extension, surface_stem
+from .jobdir import KEPT_RENDER, KEPT_REPORT, MASK, PHOTO, SWATCH, JobFolder, extension, surface_stem
 from .jobs import Job, JobStore
 from .learning import Source, StudioData, class_map, shipped_weights
 from .queue import RenderQueue
@@ -109,9 +110,13 @@ class Worker:
         from pipeline.errors import Cancelled, PipelineError, StageTimeout
 
         from .fetch import DownloadError
-        from .storage import UploadError
 
         job = attempt.job
+        kept = self._kept_render(job)
+        if kept is not None:  # rendered before, its upload failed while the storage was down: upload only
+            log.info("job %s: uploading the render kept from an earlier attempt", job.job_id)
+            self._deliver(attempt, *kept)
+            return
         self._stage(attempt, Stage.DOWNLOADING, 0.0)
         texture_ref = InputRef.parse(job.texture_url)
         try:
@@ -147,28 +152,63 @@ class Worker:
             for name in getattr(result, "painted", {}) if name != "wall" and name in result.surfaces})
         self._checkpoint(attempt)
 
+        report = {"timings": _timings(result), "backends": result.backends, "warnings": result.warnings,
+                  "scale": getattr(result, "scale", None),
+                  "painted": getattr(result, "painted", None) if job.surfaces else None}
+        if self._deliver(attempt, encode_png(result.image), report):
+            metrics.stage_timings(result.timings)
+            self._collect(job, photo, result)
+
+    def _deliver(self, attempt: _Attempt, png: bytes, report: dict[str, Any]) -> bool:
+        """Upload the render and complete the job. An upload that failed because the storage is unavailable
+        keeps the render in the job's folder and puts the job back in the queue (until queue.max_attempts):
+        the next attempt uploads it instead of rendering again. True when the job completed."""
+        from .storage import UploadError
+
+        job = attempt.job
         self._stage(attempt, Stage.UPLOADING, 0.0)
-        png = encode_png(result.image)
         try:
             url = self.storage.save(job.job_id, job.user_id, job.project_id, png)
-        except UploadError as exc:
+        except Exception as exc:  # UploadError, or a network error the backend did not wrap
             metrics.UPLOAD_FAILURES.inc()
-            return self._finish(attempt, ErrorCode.UPLOAD_FAILED, str(exc), result)
-        except Exception as exc:  # network errors the backend did not wrap
-            metrics.UPLOAD_FAILURES.inc()
-            return self._finish(attempt, ErrorCode.UPLOAD_FAILED, f"{type(exc).__name__}: {exc}", result)
+            message = str(exc) if isinstance(exc, UploadError) else f"{type(exc).__name__}: {exc}"
+            if getattr(exc, "retryable", False) and job.attempts < self.settings.max_attempts \
+                    and self._keep_render(job, png, report) and self.store.requeue(job.job_id, self.owner):
+                delay = self.settings.upload_retry_delay
+                log.warning("job %s: upload failed (%s); render kept, upload again in %g s (attempt %d of %d)",
+                            job.job_id, message, delay, job.attempts + 1, self.settings.max_attempts)
+                self.queue.enqueue(job.job_id, delay=delay)
+                return False
+            self._finish(attempt, ErrorCode.UPLOAD_FAILED, message, report=report)
+            return False
         metrics.UPLOAD_BYTES.inc(len(png))
-        if not self.store.complete(job.job_id, self.owner, result_url=url, timings=_timings(result),
-                                   backends=result.backends, warnings=result.warnings,
-                                   scale=getattr(result, "scale", None),
-                                   painted=getattr(result, "painted", None) if job.surfaces else None):
+        if not self.store.complete(job.job_id, self.owner, result_url=url, **report):
             log.warning("job %s: finished but the lease was gone; result %s discarded", job.job_id, url)
-        else:
-            log.info("job %s: completed in %.2f s", job.job_id, time.time() - job.started_at)
-            metrics.job_finished(JobStatus.COMPLETED, None, job.started_at)
-            metrics.stage_timings(result.timings)
-            metrics.device_memory(self.device)
-            self._collect(job, photo, result)
+            return False
+        folder = JobFolder(self.settings, job.job_id)
+        for name in (KEPT_RENDER, KEPT_REPORT):  # delivered: the kept copy is not needed any more
+            folder.file(name).unlink(missing_ok=True)
+        log.info("job %s: completed in %.2f s", job.job_id, time.time() - job.started_at)
+        metrics.job_finished(JobStatus.COMPLETED, None, job.started_at)
+        metrics.device_memory(self.device)
+        return True
+
+    def _keep_render(self, job: Job, png: bytes, report: dict[str, Any]) -> bool:
+        folder = JobFolder(self.settings, job.job_id)
+        try:
+            folder.write(KEPT_REPORT, json.dumps(report).encode())
+            folder.write(KEPT_RENDER, png)
+        except (OSError, TypeError, ValueError) as exc:  # a full disk: the job fails upload_failed as before
+            log.warning("job %s: could not keep the render for a later upload: %s", job.job_id, exc)
+            return False
+        return True
+
+    def _kept_render(self, job: Job) -> tuple[bytes, dict[str, Any]] | None:
+        folder = JobFolder(self.settings, job.job_id)
+        try:
+            return folder.file(KEPT_RENDER).read_bytes(), json.loads(folder.file(KEPT_REPORT).read_text())
+        except (OSError, ValueError):
+            return None
 
     def _surfaces(self, attempt: _Attempt) -> list[Any]:
         """The job's extra surfaces with their materials and masks fetched (the same guard as the main inputs;
@@ -279,9 +319,12 @@ class Worker:
                                              f"(render.job_timeout_seconds)")
         raise _Stop()
 
-    def _finish(self, attempt: _Attempt, code: ErrorCode, message: str, result: Any = None) -> None:
+    def _finish(self, attempt: _Attempt, code: ErrorCode, message: str, result: Any = None,
+                report: dict[str, Any] | None = None) -> None:
         extra = {} if result is None else {"timings": _timings(result), "backends": result.backends,
                                            "warnings": result.warnings}
+        if report is not None:
+            extra = {k: report[k] for k in ("timings", "backends", "warnings")}
         if self.store.fail(attempt.job.job_id, self.owner, code, message, **extra):
             log.info("job %s: failed %s: %s", attempt.job.job_id, code, message)
             metrics.job_finished(JobStatus.FAILED, code, attempt.job.started_at)

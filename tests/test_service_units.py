@@ -329,6 +329,77 @@ def test_worker_records_timeout_then_recycles_when_the_stage_stays_wedged(tmp_pa
         assert Image.open(settings.results_dir / "renders" / "anonymous" / f"{nxt.job_id}.png").size == (w, h)
 
 
+def test_a_render_whose_upload_failed_is_kept_and_uploaded_later_without_rendering_again(tmp_path, shared_dir):
+    """Storage down longer than the upload retry window: the render is kept, the job goes back to the queue (with
+    a delayed message), and the next attempt uploads the kept render; the pipeline ran once."""
+    import numpy as np
+    from PIL import Image
+
+    from appliance.storage.supabase import SupabaseStorage
+    from appliance.worker import Worker
+    from pipeline import Pipeline
+    from pipeline.geometry import LineGeometry
+    from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, photo_server
+    from supabase_storage_server import running_storage_server
+
+    w, h = SMALL_HOUSE_SIZE
+    mask = np.zeros((h, w), np.uint8)
+    mask[100:300, 100:500] = 255
+    extra = tmp_path / "www-extra"
+    extra.mkdir()
+    Image.fromarray(mask).save(extra / "mask.png")
+    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models", fetch_allow_networks=("127.0.0.1",),
+                        upload_retry_delay=30, max_attempts=2)
+    store, queue = JobStore(settings.jobs_db), RenderQueue(settings.queue_db)
+
+    class Counting(Pipeline):
+        runs = 0
+
+        def run(self, *args, **kwargs):
+            type(self).runs += 1
+            return super().run(*args, **kwargs)
+
+    with photo_server(shared_dir / "data", extra) as photos, running_storage_server() as bucket:
+        storage = SupabaseStorage(bucket.url, bucket.service_key, retry_seconds=0.3)
+        storage.backoff_seconds = 0.05
+        worker = Worker(settings, store, queue, storage, Counting(None, LineGeometry()))
+
+        def new_job():
+            job, _ = store.create(job_id=str(uuid.uuid4()), image_url=f"{photos}/{SMALL_HOUSE}", texture_url="#AA0000",
+                                  mask_url=f"{photos}/mask.png", options={}, project_id=None, user_id=None,
+                                  idempotency_key=None, request_hash=None, queue_depth=5)
+            return job.job_id
+
+        job_id = new_job()
+        bucket.fail_for(60, status=503)  # a Storage outage longer than the retry window
+        worker.process(job_id)
+        waiting = store.get(job_id)
+        assert waiting.status == QUEUED and waiting.attempts == 1 and Counting.runs == 1, waiting
+        import datetime
+
+        message = [t for t in queue.huey.pending() if t.args == (job_id,)]
+        assert len(message) == 1 and message[0].eta is not None  # a delayed message, not an instant one
+        eta = message[0].eta.replace(tzinfo=datetime.timezone.utc) if queue.huey.utc else message[0].eta
+        assert (eta - datetime.datetime.now(eta.tzinfo)).total_seconds() > 20
+        assert job_id in queue.pending_job_ids()
+        assert (settings.job_dir(job_id) / "result.png").is_file()
+        bucket.fail_for(0)  # Storage is back
+        worker.process(job_id)  # the delayed message, delivered
+        done = store.get(job_id)
+        assert done.status == COMPLETED and Counting.runs == 1, done  # uploaded, not rendered again
+        assert done.timings and "project" in done.timings  # the first attempt's report
+        assert f"project-images/renders/anonymous/{job_id}.png" in bucket.objects
+        assert not (settings.job_dir(job_id) / "result.png").exists()
+        # Still down at the last attempt: upload_failed, with the render's report.
+        other = new_job()
+        bucket.fail_for(60, status=503)
+        worker.process(other)
+        worker.process(other)
+        failed = store.get(other)
+        assert failed.status == FAILED and failed.error_code == "upload_failed" and Counting.runs == 2, failed
+        assert failed.timings
+
+
 # --- the shape: one vocabulary, and who may import whom ---------------------------------------------------------
 
 def test_domain_covers_the_pipeline_vocabulary():

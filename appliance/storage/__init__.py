@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["UploadError", "ResultStorage", "object_path", "check_id", "check_png", "PNG_SIGNATURE"]
+__all__ = ["UploadError", "UploadUnavailable", "ResultStorage", "object_path", "check_id", "check_png", "PNG_SIGNATURE"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ANONYMOUS = "anonymous"
@@ -25,7 +25,14 @@ _ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,127}")
 
 
 class UploadError(Exception):
-    """Saving a result failed for good; `str(exc)` is a one-line human reason."""
+    """Saving a result failed; `str(exc)` is a one-line human reason. `retryable`: the backend was unavailable
+    (outage, full disk), so the same upload may work later; False for a refusal (bad key, size, type)."""
+
+    retryable = False
+
+
+class UploadUnavailable(UploadError):
+    retryable = True
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ import urllib.parse
 from pathlib import Path, PurePosixPath
 
 from ..atomic import write_atomic
-from . import UploadError, check_png, object_path
+from . import UploadUnavailable, check_png, object_path
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class LocalStorage:
             # A reader sees the old file or the whole new one, never half; temp dot-files are never served.
             write_atomic(target, png, durable=True, mode=0o644)
         except OSError as exc:
-            raise UploadError(f"could not write result to {target}: {exc.strerror or exc}") from exc
+            raise UploadUnavailable(f"could not write result to {target}: {exc.strerror or exc}") from exc
         return f"{self.public_base_url}/results/{urllib.parse.quote(relative)}"
 
     def delete(self, job_id: str, user_id: str | None, project_id: str | None) -> None:

@@ -31,7 +31,7 @@ from storage3.exceptions import StorageApiError
 from storage3.utils import StorageException
 from supabase import ClientOptions, create_client
 
-from . import UploadError, check_png, object_path
+from . import UploadError, UploadUnavailable, check_png, object_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,7 +46,7 @@ class _Transient(Exception):
         self.unanswered = unanswered
 
 
-class _GaveUp(UploadError):
+class _GaveUp(UploadUnavailable):
     """The retry window closed on a call that got no answer: it may still complete on the server."""
 
 
@@ -194,7 +194,7 @@ class SupabaseStorage:
             return policy(_classify, action, call)
         except _Transient as exc:
             attempts = policy.statistics.get("attempt_number", 1)
-            error = _GaveUp if exc.unanswered else UploadError
+            error = _GaveUp if exc.unanswered else UploadUnavailable
             raise error(f"Supabase Storage {action} failed after {attempts} attempts: {exc}") from exc.__cause__
 
 

@@ -31,6 +31,11 @@ def cmd_render(args: argparse.Namespace) -> int:
                                           "swatch_width_m": args.swatch_width_m})
     started = time.perf_counter()
     pipeline = build_pipeline(settings.model_dir, max_pixels=settings.max_pixels, **settings.backend_choices())
+    from .learning import StudioData
+
+    studio = StudioData(settings.data_dir)
+    if studio.current.is_file() and hasattr(pipeline.segmenter, "load_parser"):
+        pipeline.segmenter.load_parser(studio.current)  # the studio's fine-tuned house parser, as workers use it
     load_seconds = time.perf_counter() - started
 
     def progress(stage: str, fraction: float) -> None:

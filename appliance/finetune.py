@@ -202,8 +202,8 @@ def _run(settings: Any, cfg: FinetuneConfig, studio: StudioData, log: Callable[[
         return _done(studio, record, FinetuneReport(False, False, f"kept the weights in use: the fine-tuned model is "
                                                     f"worse on {' and '.join(worse)}", before, after), log)
     if cfg.dry_run:
-        return _done(studio, record, FinetuneReport(False, True, "dry run: the fine-tuned model is no worse, but nothing "
-                                                    "was installed", before, after), log)
+        return _done(studio, record, FinetuneReport(False, True, "dry run: the fine-tuned model is no worse, but "
+                                                    "nothing was installed", before, after), log)
     meta = {"finetune": {k: record[k] for k in ("examples", "train", "held_back", "epochs", "steps", "before",
                                                  "after")}, "init": base_meta, "seed": cfg.seed}
     with tempfile.TemporaryDirectory(dir=studio.root) as tmp:

@@ -13,6 +13,7 @@
       progress.json                the running (or last) fine-tune's phase and step
       finetune.lock                held (flock) by the fine-tune process while it runs
       finetune.log                 the output of the last fine-tune the console started
+      cache/                       the recipe's data as training items (learning.recipe_data_dir), made once
 
 Examples are kept until an operator deletes one: retention (appliance/worker.py prune) only touches jobs/,
 results/ and uploads/. An example's id is a hash of its photo and mask, so a job run twice (a crash, a retry of

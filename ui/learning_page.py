@@ -82,6 +82,9 @@ class LearningPage:
                 ui.label(text).classes("muted").props(tid("progress"))
                 ui.linear_progress(done / steps if steps else 0, show_value=False, size="8px").props(
                     "rounded color=accent")
+            if not state["running"] and progress.get("phase") == "failed":
+                ui.label(f"The last fine-tune stopped with an error: {progress.get('error', '')} (see "
+                         f"{self.studio.log_file})").classes("form-error").props(tid("failed"))
             last = state["last"]
             if last is not None:
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last.get("finished_at") or last["started_at"]))

@@ -10,6 +10,8 @@
     result.png, result.json
                        a finished render whose upload failed while the storage was unavailable, and its report
                        (timings, backends, ...): the next attempt uploads it instead of rendering again
+    part-<surface>.png the house parser's mask of each part it found (roof, window, door, garage_door, trim),
+                       white = that part: the mask editor includes or excludes a whole part in one click
     origin.json        what a console job was made from ({"kind": "retry", "parent": ...})
     derived.json       the jobs made from this one ([{"kind": "retry", "job_id": ...}, ...]), newest last
     .<name>            caches and temp files (thumbnails, overlays): never inputs
@@ -28,7 +30,7 @@ from typing import Any
 
 from .atomic import write_atomic
 
-PHOTO, SWATCH, MASK, MASK_INPUT = "photo", "swatch", "mask", "mask-input"
+PHOTO, SWATCH, MASK, MASK_INPUT, PART = "photo", "swatch", "mask", "mask-input", "part"
 ORIGIN, DERIVED = "origin.json", "derived.json"
 KEPT_RENDER, KEPT_REPORT = "result.png", "result.json"
 MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif", ".bmp": "image/bmp",
@@ -59,6 +61,12 @@ class JobFolder:
             if path.suffix in MEDIA and path.is_file():
                 return path
         return None
+
+    def parts(self) -> dict[str, Path]:
+        """{surface: part-<surface>.png} of the house parts the segmenter found."""
+        prefix = PART + "-"
+        return {p.stem[len(prefix):]: p for p in sorted(self.path.glob(prefix + "*.png"))} if self.path.is_dir() \
+            else {}
 
     def mask(self, surface: str | None = None) -> Path | None:
         """The mask the pipeline used, else the one the job was given (of the wall, or of an extra surface)."""

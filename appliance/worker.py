@@ -35,7 +35,7 @@ from . import metrics
 from .build import fetch_policy
 from .config import Settings
 from .domain import PROGRESS_SPANS, ErrorCode, JobStatus, Stage
-from .jobdir import KEPT_RENDER, KEPT_REPORT, MASK, PHOTO, SWATCH, JobFolder, extension, surface_stem
+from .jobdir import KEPT_RENDER, KEPT_REPORT, MASK, PART, PHOTO, SWATCH, JobFolder, extension, surface_stem
 from .jobs import Job, JobStore
 from .learning import Source, StudioData, class_map, shipped_weights
 from .queue import RenderQueue
@@ -149,7 +149,10 @@ class Worker:
             return self._finish(attempt, ErrorCode(exc.code), str(exc))
         self._keep(job, {MASK: encode_png(result.mask.astype("uint8") * 255)} | {
             surface_stem(MASK, name): encode_png(result.surfaces[name].astype("uint8") * 255)
-            for name in getattr(result, "painted", {}) if name != "wall" and name in result.surfaces})
+            for name in getattr(result, "painted", {}) if name != "wall" and name in result.surfaces} | {
+            # every part the parser found, for the mask editor's include/exclude-a-whole-part
+            surface_stem(PART, name): encode_png(part.astype("uint8") * 255)
+            for name, part in getattr(result, "surfaces", {}).items() if name != "wall" and part.any()})
         self._checkpoint(attempt)
 
         report = {"timings": _timings(result), "backends": result.backends, "warnings": result.warnings,

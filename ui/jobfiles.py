@@ -165,6 +165,20 @@ def family(ctx, job_id: str, limit: int = 48) -> list[Job]:
     return sorted(ordered, key=lambda j: j.created_at)
 
 
+def parts(settings, job_id: str) -> dict[str, Path]:
+    """The house parts the parser found on this job's photo ({surface: part mask}): the job's own, else those of
+    the job it was made from (a mask fix is rendered without the parser)."""
+    current = job_id
+    for _ in range(20):
+        jobdir = folder(settings, current)
+        found = {} if jobdir is None else jobdir.parts()
+        parent = origin(settings, current).get("parent")
+        if found or not parent:
+            return found
+        current = parent
+    return {}
+
+
 def remember_swatch(settings, job_id: str, name: str, width_m: float | None = None):
     """Keep the job's swatch in the library (once per file); returns the entry, or None without a swatch."""
     from appliance.fetch import image_kind

@@ -5,7 +5,8 @@ another material), /test-render, /swatches (the swatch library), /learning (fine
 /login.
 Routes of the console itself (behind the same sign-in): /console/files/{id}/{name} (a job's images),
 /console/swatches/{id}/{image|thumb} (library swatches), /console/learning/{id}/thumb (training examples),
-POST /console/jobs/{id}/mask (a corrected mask -> a new job), /console/session, /console/logout; the CSS/JS it
+POST /console/jobs/{id}/mask (a corrected mask -> a new job), POST /console/jobs/{id}/snap (the mask editor's
+edge-snapping fill), /console/session, /console/logout; the CSS/JS it
 ships lie in ui/static (served at /console/static). Nothing here blocks the event loop: store reads and file work
 go through run.io_bound / the thread pool.
 """
@@ -21,7 +22,7 @@ from fastapi import Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from appliance.jobdir import MASK, MASK_INPUT, MEDIA, PHOTO, SWATCH, surface_stem
+from appliance.jobdir import MASK, MASK_INPUT, MEDIA, PART, PHOTO, SWATCH, surface_stem
 from appliance.jobs import QueueFull
 from appliance.request_body import read_capped
 from pipeline.surfaces import Surface
@@ -97,6 +98,8 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
             path = jobfiles.overlay(settings, job_id, surface or None)
         elif name == "thumb" and job is not None:
             path = jobfiles.thumbnail(ctx, job)
+        elif name.startswith(PART + "-"):
+            path = jobfiles.parts(settings, job_id).get(name[len(PART) + 1:])
         elif name == "swatch-thumb":
             path = jobfiles.swatch_thumbnail(settings, job_id)
         elif name == "before-after" and job is not None:
@@ -133,6 +136,19 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
             return JSONResponse({"error": "not_found"}, status_code=404, headers={"Cache-Control": "no-store"})
         return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"), headers=private)
 
+    @app.post("/console/jobs/{job_id}/snap", include_in_schema=False)
+    async def snap(job_id: str, request: Request) -> Response:
+        """The mask editor's snap tool: the stroke (PNG, the photo's size) -> the region the photo's edges bound
+        (PNG, white = region). GrabCut in the thread pool, never on the event loop."""
+        if (denied := auth.guard_api(request, write=True)) is not None:
+            return denied
+        if not JOB_ID.match(job_id):
+            return JSONResponse({"error": "job_not_found"}, status_code=404)
+        data = await read_capped(request, MAX_MASK_BODY)
+        if not data:
+            return JSONResponse({"error": "validation_failed", "message": "stroke: empty or too large"}, 400)
+        return await run_in_threadpool(_snap, ctx, job_id, data)
+
     @app.post("/console/jobs/{job_id}/mask", include_in_schema=False)
     async def mask_fix(job_id: str, request: Request, surface: str | None = None) -> Response:
         """The mask editor's PNG (white = paint) -> a new job with the same inputs and this mask (of the wall, or
@@ -146,6 +162,18 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
         if not data:
             return JSONResponse({"error": "validation_failed", "message": "mask: empty or too large"}, 400)
         return await run_in_threadpool(_remask, ctx, job, data, surface)
+
+
+def _snap(ctx: Any, job_id: str, data: bytes) -> Response:
+    from . import mask_snap
+
+    photo = jobfiles.find(ctx.settings, job_id, PHOTO)
+    if photo is None:
+        return JSONResponse({"error": "inputs_gone", "message": "the photo of this job is no longer on this box"}, 410)
+    try:
+        return Response(mask_snap.snap_png(photo, data), media_type="image/png", headers={"Cache-Control": "no-store"})
+    except (ValueError, OSError) as exc:
+        return JSONResponse({"error": "validation_failed", "message": f"stroke: {exc}"}, status_code=400)
 
 
 def _remask(ctx: Any, job: Any, data: bytes, surface: str | None = None) -> Response:

@@ -138,6 +138,9 @@ class JobStore:
             return "Check that cluster.database_url points at a running PostgreSQL server this user may write to"
         if "locked" in text or "busy" in text:
             return "Another process holds it: stop that process, or wait"
+        if "write-ahead log" in text:
+            return (f"Put {self.path.name}-wal back, or restore a backup; to go on with what {self.path.name} holds, "
+                    f"delete {self.path.name}-shm")
         if "not a database" in text or "malformed" in text or "damaged" in text or "corrupt" in text:
             return (f"Stop the appliance, then restore a backup over it (see `render-appliance backup`), or move "
                     f"{self.path} and its -wal/-shm files away to start with an empty job store")
@@ -145,6 +148,8 @@ class JobStore:
                 f"has room")
 
     def _open(self) -> None:
+        if (risk := self.dialect.before_open()) is not None:
+            raise StoreUnavailable(f"job store {self.url}: {risk}")
         damage = self._guard(lambda: self.dialect.check(self._db.raw))
         if damage:
             raise StoreUnavailable(f"job store {self.url} is damaged ({damage})")

@@ -133,6 +133,10 @@ class Dialect:
         """At open: None when the store reads back sound, else what is wrong."""
         return None
 
+    def before_open(self) -> str | None:
+        """Before the first connection: None, or why opening would silently lose data."""
+        return None
+
     def backup(self, conn: Any, target: Path) -> None:
         raise NotImplementedError(f"{self.name} job stores are backed up with the database's own tools")
 
@@ -168,6 +172,15 @@ class SqliteDialect(Dialect):
     def check(self, conn: sqlite3.Connection) -> str | None:
         found = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
         return None if found == ["ok"] else "; ".join(found[:3])
+
+    def before_open(self) -> str | None:
+        # SQLite keeps -wal and -shm together while the file is in use, and removes both when the last connection
+        # closes. A -shm without its -wal means the log was deleted: opening would start from jobs.db alone.
+        wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
+        if self.path.exists() and shm.exists() and not wal.exists():
+            return (f"its write-ahead log {wal.name} is missing while {shm.name} is there: the jobs committed since "
+                    f"the last checkpoint are not in {self.path.name}")
+        return None
 
     def backup(self, conn: sqlite3.Connection, target: Path) -> None:
         """A consistent copy through SQLite's online backup API (committed rows, WAL included; writers may go on),

@@ -171,10 +171,15 @@ class Worker:
         job = attempt.job
         self._stage(attempt, Stage.UPLOADING, 0.0)
         try:
-            url = self.storage.save(job.job_id, job.user_id, job.project_id, png)
+            url = self.storage.save(job.job_id, job.user_id, job.project_id, png, deadline=attempt.deadline)
         except Exception as exc:  # UploadError, or a network error the backend did not wrap
             metrics.UPLOAD_FAILURES.inc()
             message = str(exc) if isinstance(exc, UploadError) else f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > attempt.deadline:  # the retries ran into the job's time limit
+                self._finish(attempt, ErrorCode.TIMEOUT, f"the job exceeded its time limit of "
+                             f"{self.settings.job_timeout:g} s (render.job_timeout_seconds) while uploading: "
+                             f"{message}", report=report)
+                return False
             if getattr(exc, "retryable", False) and job.attempts < self.settings.max_attempts \
                     and self._keep_render(job, png, report) and self.store.requeue(job.job_id, self.owner):
                 delay = self.settings.upload_retry_delay

@@ -247,6 +247,15 @@ def test_supabase_retry_window_is_bounded(server, png):
     assert time.monotonic() - started < 3
 
 
+def test_supabase_retries_stop_at_the_jobs_deadline(server, png):
+    store = fast(SupabaseStorage(server.url, server.service_key, retry_seconds=60))
+    server.fail_for(30, status=503)
+    started = time.monotonic()
+    with pytest.raises(UploadError, match="failed after [0-9]+ attempts: 503"):
+        store.save("job18", None, None, png, deadline=started + 1.0)
+    assert time.monotonic() - started < 2.5
+
+
 def test_supabase_upload_given_up_on_leaves_no_orphan(server, png):
     """The client times out, the stalled server finishes the upload later: the path is deleted again after it."""
     store = fast(SupabaseStorage(server.url, server.service_key, timeout=0.5, retry_seconds=0.2))

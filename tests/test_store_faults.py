@@ -45,6 +45,18 @@ def test_a_damaged_store_is_refused_naming_the_file_and_the_fix(tmp_path):
     assert str(path) in str(caught.value) and "restore a backup" in str(caught.value)
 
 
+def test_a_deleted_write_ahead_log_is_refused_not_started_empty(tmp_path):
+    path = tmp_path / "jobs.db"
+    running = JobStore(path)  # a crashed process: its -wal and -shm stay
+    ids = [new_job(running) for _ in range(3)]
+    (tmp_path / "jobs.db-wal").unlink()  # an operator "cleaning up"
+    with pytest.raises(StoreUnavailable) as caught:
+        JobStore(path)
+    assert "jobs.db-wal is missing" in str(caught.value) and "delete jobs.db-shm" in str(caught.value)
+    running.close()
+    assert ids
+
+
 def test_an_unopenable_store_is_refused_naming_the_file_and_the_fix(tmp_path):
     path = tmp_path / "jobs.db"
     path.mkdir()  # a folder where the file should be: SQLite cannot open it (root ignores file modes)

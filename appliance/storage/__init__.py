@@ -45,8 +45,10 @@ class ResultStorage(Protocol):
         """The file behind `/results/<relative_path>` when this box serves its results itself, else None."""
         ...
 
-    def save(self, job_id: str, user_id: str | None, project_id: str | None, png: bytes) -> str:
-        """Store the PNG and return its absolute URL. Raises UploadError."""
+    def save(self, job_id: str, user_id: str | None, project_id: str | None, png: bytes, *,
+             deadline: float | None = None) -> str:
+        """Store the PNG and return its absolute URL. Raises UploadError. `deadline` (time.monotonic()): the job's
+        time limit; retries stop there."""
         ...
 
     def delete(self, job_id: str, user_id: str | None, project_id: str | None) -> None:

@@ -21,7 +21,8 @@ class LocalStorage:
         self.root = Path(root)
         self.public_base_url = public_base_url.rstrip("/")
 
-    def save(self, job_id: str, user_id: str | None, project_id: str | None, png: bytes) -> str:
+    def save(self, job_id: str, user_id: str | None, project_id: str | None, png: bytes, *,
+             deadline: float | None = None) -> str:  # one local write: no retries for a deadline to cut
         check_png(png)
         relative = object_path(job_id, user_id, project_id)
         target = self.root / relative

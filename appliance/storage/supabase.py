@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Callable, TypeVar
 
 import httpx
@@ -105,14 +106,15 @@ class SupabaseStorage:
 
     # --- ResultStorage ----------------------------------------------------------------------------------
 
-    def save(self, job_id: str, user_id: str | None, project_id: str | None, png: bytes) -> str:
+    def save(self, job_id: str, user_id: str | None, project_id: str | None, png: bytes, *,
+             deadline: float | None = None) -> str:
         check_png(png)
         path = object_path(job_id, user_id, project_id)
         self._check_size(len(png))
         options = {"content-type": "image/png", "upsert": "true", "cache-control": "3600"}
         self._recheck(path, None)  # a new upload of this path: an older failed one's delete must not follow it
         try:
-            self._with_retry("upload", lambda: self._files().upload(path, bytes(png), options))
+            self._with_retry("upload", lambda: self._files().upload(path, bytes(png), options), deadline)
         except _GaveUp:
             # An upload given up on may still land (a stalled server finishes it): delete now and once more later,
             # best effort; retention deletes the path again with the job.
@@ -187,9 +189,11 @@ class SupabaseStorage:
 
     # --- retry ------------------------------------------------------------------------------------------
 
-    def _with_retry(self, action: str, call: Callable[[], T]) -> T:
-        policy = retry_policy(self.retry_seconds, None if self.retries is None else 1 + self.retries,
-                              self.backoff_seconds)
+    def _with_retry(self, action: str, call: Callable[[], T], deadline: float | None = None) -> T:
+        window = self.retry_seconds
+        if deadline is not None:  # the job's time limit comes first
+            window = max(0.0, min(window, deadline - time.monotonic()))
+        policy = retry_policy(window, None if self.retries is None else 1 + self.retries, self.backoff_seconds)
         try:
             return policy(_classify, action, call)
         except _Transient as exc:

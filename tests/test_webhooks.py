@@ -218,6 +218,14 @@ def test_fails_twice_then_accepts_one_delivery_per_event(tmp_path, model_dir, ph
         assert progress and set(progress) <= {"starting", "downloading", "segment", "geometry", "project",
                                               "uploading"} and len(progress) == len(set(progress))
         assert all(d["state"] == "delivered" for d in view["deliveries"])
+        from prometheus_client.parser import text_string_to_metric_families
+
+        scraped = {(x.name, tuple(sorted(x.labels.items()))): x.value
+                   for f in text_string_to_metric_families(svc.http.get("/metrics").text) for x in f.samples}
+        outcome = lambda o: scraped.get(("render_webhook_deliveries_total",  # noqa: E731
+                                         (("event", "completed"), ("outcome", o))), 0)
+        assert (outcome("retry"), outcome("delivered")) == (2, 1)
+        assert scraped[("render_webhook_deliveries_pending", ())] == 0
 
         bad = svc.submit({"image_url": f"{photos}/{SMALL_HOUSE}", "texture_url": "#7A8B99",
                           "webhook_events": ["completed"]})

@@ -268,6 +268,27 @@ def test_completed_job_page_download_and_retry(box, photos, page):
     render = np.asarray(Image.open(download.value.path()).convert("RGB")).astype(int)[:, -w:]
     assert np.abs(sheet[40:, :w] - photo[40:]).mean() < 3  # left: the photo (below the label)
     assert np.abs(render[40:] - photo[40:]).mean() > 3  # right: the re-clad render, not the photo again
+    # Full screen: the render over the whole window, zoomed with the buttons, the wheel and a double-click.
+    page.locator(tid("fullscreen")).click()
+    view = page.locator(tid("zoom-view"))
+    page.wait_for_function("document.querySelector('[data-testid=\"zoom-view\"]')?.dataset.zoom === '1.00'")
+    page.wait_for_timeout(400)  # the dialog's opening transition
+    shot(page, "job-fullscreen")
+    shown = view.locator("img").bounding_box()
+    assert shown["width"] > 1300 and shown["height"] > 650, shown  # the window, less the bar
+    page.locator(tid("full-zoom-in")).click()
+    page.locator(tid("full-zoom-in")).click()
+    page.wait_for_function("document.querySelector('[data-testid=\"zoom-view\"]').dataset.zoom === '1.56'")
+    page.locator(tid("full-fit")).click()
+    box_ = view.bounding_box()
+    page.mouse.dblclick(box_["x"] + box_["width"] * 0.3, box_["y"] + box_["height"] * 0.5)
+    page.wait_for_function("document.querySelector('[data-testid=\"zoom-view\"]').dataset.zoom === '3.00'")
+    shot(page, "job-fullscreen-zoomed")
+    page.locator(tid("full-which")).get_by_text("Photo").click()
+    page.wait_for_function("document.querySelector('[data-testid=\"zoom-view\"] img').src.includes('/photo') && "
+                           "document.querySelector('[data-testid=\"zoom-view\"]').dataset.zoom === '1.00'")
+    page.locator(tid("full-close")).click()
+    view.wait_for(state="detached")
     page.locator(tid("retry")).click()
     page.wait_for_url(lambda url: "/jobs/" in url and job_id not in url)
     page.locator(tid("job-status")).get_by_text("Completed").wait_for(timeout=30_000)

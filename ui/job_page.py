@@ -207,8 +207,12 @@ class JobPanel:
             if files.get("result") and files.get("photo"):
                 raw(compare_html(file_url(job.job_id, "photo"), file_url(job.job_id, "result", v))).classes(
                     "w-full").props(tid("compare"))
-                ui.label("Drag across the picture (or use the arrow keys) to compare the photo with the render."
-                         ).classes("muted").style("font-size:12px")
+                with ui.row().classes("w-full items-center"):
+                    ui.label("Drag across the picture (or use the arrow keys) to compare the photo with the render."
+                             ).classes("muted").style("font-size:12px")
+                    ui.space()
+                    ui.button("Full screen", icon="fullscreen", on_click=lambda: self.fullscreen(job, v)).props(
+                        "flat dense no-caps").props(tid("fullscreen"))
             elif files.get("result"):
                 raw(f"<img src='{file_url(job.job_id, 'result', v)}' alt='Result' style='width:100%'>")
             elif files.get("photo"):
@@ -265,6 +269,36 @@ class JobPanel:
             missing = "fetched when the job starts" if job.status in ACTIVE else "never fetched"
             raw(f"<figure class='tile'><div class='placeholder' style='aspect-ratio:4/3'>{missing}</div>"
                 f"<figcaption>{caption}</figcaption></figure>")
+
+    def fullscreen(self, job: Job, version: str) -> None:
+        """The render (or the photo) over the whole window, to zoom into: wheel, buttons, drag, double-click."""
+        view = "[data-testid=zoom-view]"
+        with ui.dialog().props("maximized") as dialog, ui.card().classes("fullscreen-card").props(tid("full-view")):
+            with ui.row().classes("fullscreen-bar"):
+                ui.label(f"Job {short(job.job_id)}").classes("mono")
+                which = ui.toggle({"result": "Render", "photo": "Photo"}, value="result").props(
+                    "dense no-caps unelevated").props(tid("full-which"))
+                ui.space()
+                ui.label("Wheel or double-click to zoom, drag to move").classes("muted")
+                for icon, js, name in (("zoom_out", f"zoomBy('{view}', 0.8)", "full-zoom-out"),
+                                       ("fit_screen", f"zoomReset('{view}')", "full-fit"),
+                                       ("zoom_in", f"zoomBy('{view}', 1.25)", "full-zoom-in")):
+                    ui.button(icon=icon, on_click=lambda js=js: ui.run_javascript(f"RenderConsole.{js}")).props(
+                        "flat round dense color=white").props(tid(name))
+                ui.button(icon="close", on_click=dialog.close).props("flat round dense color=white").props(
+                    tid("full-close"))
+            with ui.element("div").classes("zoom-view").props(tid("zoom-view")):
+                image = raw(f"<img src='{file_url(job.job_id, 'result', version)}' alt='Render' draggable='false'>")
+
+        def show(e: Any) -> None:
+            url = file_url(job.job_id, "result", version) if e.value == "result" else file_url(job.job_id, "photo")
+            image.content = f"<img src='{url}' alt='' draggable='false'>"
+            ui.run_javascript(f"RenderConsole.zoomReset('{view}')")
+
+        which.on_value_change(show)
+        dialog.on("hide", dialog.delete)
+        dialog.open()
+        ui.timer(0.2, lambda: ui.run_javascript(f"RenderConsole.zoomable('{view}')"), once=True)
 
     # --- actions ---
     async def cancel(self, job: Job) -> None:

@@ -37,6 +37,47 @@
     e.preventDefault();
   });
 
+  /* ---- zoom and pan over one picture (the result's full-screen view): wheel or +/- buttons, drag to pan,
+     double-click toggles 1x / 3x. The transform is on the image; data-zoom tells the tests the level. ---- */
+  function zoomable(host) {
+    const img = () => host.querySelector("img") || host;  // the picture may be swapped (render / photo)
+    if (host.dataset.zoomable) return false;
+    host.dataset.zoomable = "1";
+    let z = 1, x = 0, y = 0, from = null;
+    const apply = () => {
+      img().style.transform = `translate(${x}px, ${y}px) scale(${z})`;
+      host.dataset.zoom = z.toFixed(2);
+    };
+    const at = (level, cx, cy) => {
+      const nz = Math.max(1, Math.min(10, level));
+      x = cx - ((cx - x) * nz) / z;
+      y = cy - ((cy - y) * nz) / z;
+      z = nz;
+      if (z === 1) x = y = 0;
+      apply();
+    };
+    // a client point in the image's own (untransformed) frame: its layout box is the on-screen one minus the pan
+    const local = (cx, cy) => { const r = img().getBoundingClientRect(); return [cx - (r.left - x), cy - (r.top - y)]; };
+    const centre = () => { const r = host.getBoundingClientRect(); return local(r.left + r.width / 2, r.top + r.height / 2); };
+    host.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      at(z * Math.exp(-e.deltaY * 0.0015), ...local(e.clientX, e.clientY));
+    }, { passive: false });
+    host.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
+      from = { x: e.clientX - x, y: e.clientY - y };
+      host.setPointerCapture(e.pointerId);
+      e.preventDefault();
+    });
+    host.addEventListener("pointermove", (e) => { if (from) { x = e.clientX - from.x; y = e.clientY - from.y; apply(); } });
+    host.addEventListener("pointerup", () => { from = null; });
+    host.addEventListener("dblclick", (e) => at(z > 1 ? 1 : 3, ...local(e.clientX, e.clientY)));
+    host.zoomBy = (f) => at(z * f, ...centre());
+    host.zoomReset = () => { z = 1; x = y = 0; apply(); };
+    apply();
+    return true;
+  }
+
   /* ---- a short two-note chime (Web Audio; silent where the browser blocks sound before a click) ---- */
   function chime() {
     try {
@@ -465,6 +506,9 @@
   window.RenderConsole = {
     editors: {},
     chime,
+    zoomable(sel) { const el = document.querySelector(sel); return el ? zoomable(el) : false; },
+    zoomBy(sel, f) { const el = document.querySelector(sel); if (el && el.zoomBy) el.zoomBy(f); },
+    zoomReset(sel) { const el = document.querySelector(sel); if (el && el.zoomReset) el.zoomReset(); },
     mountMaskEditor(key, hostId, photoUrl, maskUrl, snapUrl) {
       const host = document.getElementById(hostId);
       if (!host) return false;

@@ -321,7 +321,12 @@ def ops_router(ctx: AppContext) -> APIRouter:
 
     readyz_auth = _authorizer(ctx.settings.api_key)
 
-    @router.get("/readyz", tags=["ops"], summary="Ready: models, queue, storage, worker (details with the API key)")
+    ready_docs = {**_doc(200, "every part is usable", {"status": "ready", "checks": {"job_store": {"ok": True}}}),
+                  **_doc(503, "some part is not usable; each check says why (with the API key)",
+                         {"status": "not_ready", "checks": {"worker": {"ok": False, "reason": "no worker is ready"}}})}
+
+    @router.get("/readyz", tags=["ops"], summary="Ready: models, queue, storage, worker (details with the API key)",
+                responses=ready_docs)
     def readyz(request: Request) -> Response:
         checks = readiness(ctx)
         ready = all(c.get("ok") for c in checks.values())
@@ -342,6 +347,7 @@ def ops_router(ctx: AppContext) -> APIRouter:
         return Response(body, media_type=content_type)
 
     @router.get("/results/{path:path}", tags=["results"], summary="A result stored on the appliance's disk",
+                responses=_doc(404, "no such result (or results live in Supabase Storage)", {"error": "not_found"}),
                 response_class=FileResponse)
     async def result_file(path: str) -> Response:
         found = ctx.storage.resolve(path)  # None for remote storage: its result_url points elsewhere

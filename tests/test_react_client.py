@@ -121,6 +121,24 @@ def test_page_on_an_allowed_origin_renders_and_shows_progress(setup, browser):
     page.close()
 
 
+def test_page_shows_stage_words_and_says_clearly_when_the_user_cancels(setup, browser):
+    page, _ = _open(browser, setup["allowed"], setup)
+    page.click("#render")
+    page.wait_for_selector("#stage[data-stage=geometry]", timeout=60000)
+    assert page.locator("#stage").inner_text() == "Measuring the walls"  # words, not the API's stage names
+    job_id = page.locator("#events li").first.inner_text().split()[-1]
+    page.click("#cancel")
+    page.wait_for_selector("#status[data-state=canceled]", timeout=10000)
+    assert page.locator("#stage").inner_text() == "Canceled"
+    notice = page.locator("#error")
+    assert notice.get_attribute("data-kind") == "notice" and notice.get_attribute("data-code") == "canceled"
+    assert "Render canceled" in notice.inner_text() and "aborted" not in notice.inner_text()
+    assert page.locator("#result").is_hidden() and page.locator("#render").is_enabled()
+    job = setup["app"].wait(job_id)  # the appliance stopped it too
+    assert job["status"] == "failed" and job["error_code"] == "canceled", job
+    page.close()
+
+
 def test_same_page_on_another_origin_is_refused_by_cors(setup, browser):
     before = _job_count(setup["jobs_db"])
     page, console = _open(browser, setup["refused"], setup)

@@ -58,6 +58,21 @@
  * @property {string} [maskUrl]       this surface's own mask (same size as the photo, white = paint)
  */
 
+/**
+ * What to show a person for a job's `stage` (the API's values, in running order); the operator console uses the
+ * same words.
+ */
+export const STAGE_LABELS = Object.freeze({
+  queued: 'Waiting in line', starting: 'Starting', downloading: 'Fetching the photo and swatch',
+  segment: 'Finding the walls', geometry: 'Measuring the walls', project: 'Applying the material',
+  refine: 'Refining the render', uploading: 'Saving the result', completed: 'Done',
+});
+
+/** A person's words for a stage (an unknown stage: itself, so a newer appliance never shows a blank). */
+export function stageLabel(stage) {
+  return STAGE_LABELS[stage] || String(stage || '');
+}
+
 /** The surfaces a job can paint, back to front (the order the appliance composites them in). */
 export const SURFACES = Object.freeze(['roof', 'wall', 'trim', 'garage_door', 'door']);
 

@@ -1,6 +1,6 @@
 // The demo: one render through renderApi.js, straight from the browser to the appliance.
 import {
-  cancelRenderJob, configureRenderApi, renderApiBaseUrl, submitRenderJob, watchRenderJob,
+  cancelRenderJob, configureRenderApi, renderApiBaseUrl, stageLabel, submitRenderJob, watchRenderJob,
 } from '../renderApi.js';
 
 const $ = (id) => document.getElementById(id);
@@ -17,10 +17,12 @@ try {
 
 let controller = null;
 let currentJob = null;
+let canceling = false; // the user pressed Cancel: the abort that follows is not an error
 
-function setState(state, stage, progress) {
+// state: idle | submitting | processing | completed | failed | canceled; text: what a person reads
+function setState(state, text, progress) {
   $('status').dataset.state = state;
-  $('stage').textContent = stage;
+  $('stage').textContent = text;
   $('progress').value = progress;
   $('percent').textContent = `${Math.round(progress * 100)}%`;
 }
@@ -35,13 +37,15 @@ $('form').addEventListener('submit', async (event) => {
   event.preventDefault();
   controller = new AbortController();
   currentJob = null;
+  canceling = false;
   $('render').disabled = true;
   $('cancel').disabled = false;
   $('error').textContent = '';
   delete $('error').dataset.code;
   $('events').replaceChildren();
   $('result').hidden = true;
-  setState('submitting', 'submitting', 0);
+  delete $('error').dataset.kind;
+  setState('submitting', 'Sending the job', 0);
   try {
     const { jobId } = await submitRenderJob(
       { imageUrl: $('image').value.trim(), textureUrl: $('texture').value.trim() },
@@ -54,8 +58,10 @@ $('form').addEventListener('submit', async (event) => {
       intervalMs: Number(params.get('interval')) || 250,
       maxIntervalMs: 2000,
       onProgress: ({ stage, progress, queuePosition }) => {
-        setState('processing', queuePosition ? `queued (${queuePosition} ahead)` : stage, progress);
-        logEvent(`${stage} ${Math.round(progress * 100)}%`);
+        $('stage').dataset.stage = stage;
+        setState('processing', queuePosition ? `${stageLabel('queued')} (${queuePosition} ahead)` : stageLabel(stage),
+          progress);
+        logEvent(`${stage} ${Math.round(progress * 100)}%`); // the raw stage: a log for developers
       },
     });
     await new Promise((resolve, reject) => {
@@ -64,12 +70,23 @@ $('form').addEventListener('submit', async (event) => {
       $('result').src = resultUrl;
       $('result').hidden = false;
     });
-    setState('completed', 'completed', 1);
+    setState('completed', stageLabel('completed'), 1);
   } catch (err) {
     const code = err.errorCode || 'error';
+    if (canceling || code === 'canceled') {
+      // Not an error: say what happened and what the appliance does with the job.
+      $('error').dataset.code = 'canceled';
+      $('error').dataset.kind = 'notice';
+      $('error').textContent = canceling
+        ? 'Render canceled. You stopped it: the appliance drops the job (a waiting one at once, a running one '
+          + 'after its current step) and keeps no result.'
+        : 'Render canceled on the appliance (for example by an operator). No result was made.';
+      setState('canceled', 'Canceled', $('progress').value);
+      return;
+    }
     $('error').dataset.code = code;
     $('error').textContent = `${code}: ${err.errorMessage || err.message}`;
-    setState('failed', 'failed', $('progress').value);
+    setState('failed', 'Failed', $('progress').value);
   } finally {
     $('render').disabled = false;
     $('cancel').disabled = true;
@@ -77,6 +94,8 @@ $('form').addEventListener('submit', async (event) => {
 });
 
 $('cancel').addEventListener('click', () => {
+  canceling = true;
+  setState('canceling', 'Canceling…', $('progress').value);
   if (currentJob) cancelRenderJob(currentJob).catch(() => {});
   if (controller) controller.abort();
 });

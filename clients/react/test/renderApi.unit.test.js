@@ -8,8 +8,8 @@ import { after, before, test } from 'node:test';
 
 import { swatchesToSurfaces } from '../aiService.example.js';
 import {
-  RenderApiError, SURFACES, getRenderJob, newIdempotencyKey, pollRenderJob, renderApiBaseUrl, submitRenderJob,
-  watchRenderJob,
+  RenderApiError, STAGE_LABELS, SURFACES, getRenderJob, newIdempotencyKey, pollRenderJob, renderApiBaseUrl, submitRenderJob,
+  stageLabel, watchRenderJob,
 } from '../renderApi.js';
 
 let server;
@@ -322,4 +322,16 @@ test('submit: webhookUrl and webhookEvents go in the body as webhook_url and web
     { baseUrl });
   assert.deepEqual(JSON.parse(seen[0].body), { image_url: input.imageUrl, texture_url: '#AABBCC',
     webhook_url: 'https://backend.example/hook', webhook_events: ['completed'] });
+});
+
+
+test('stage labels: every stage the appliance reports has words for a person; an unknown one shows itself', () => {
+  for (const stage of ['queued', 'starting', 'downloading', 'segment', 'geometry', 'project', 'refine', 'uploading']) {
+    assert.ok(STAGE_LABELS[stage] && STAGE_LABELS[stage] !== stage, stage);
+    assert.equal(stageLabel(stage), STAGE_LABELS[stage]);
+  }
+  assert.equal(stageLabel('geometry'), 'Measuring the walls');
+  assert.equal(stageLabel('a-new-stage'), 'a-new-stage');
+  assert.equal(stageLabel(undefined), '');
+  assert.throws(() => { 'use strict'; STAGE_LABELS.queued = 'x'; });
 });

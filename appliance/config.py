@@ -172,6 +172,12 @@ class Settings:
         return f"http://{host}:{self.port}"
 
     @property
+    def job_files_shared(self) -> bool:
+        """Can every worker read this box's job folders? Not with a Redis queue (workers on other machines)
+        unless paths.data_dir is one shared folder (cluster.shared_data_dir)."""
+        return not self.queue_url or self.shared_data_dir
+
+    @property
     def uses_supabase(self) -> bool:
         return bool(self.supabase_url and self.supabase_key)
 

@@ -51,6 +51,7 @@ class JobFolder:
     def __init__(self, settings: Any, job_id: str):
         self.job_id = job_id
         self.path: Path = settings.job_dir(job_id)  # ValueError for a malformed id
+        self.reaches_workers: bool = getattr(settings, "job_files_shared", True)  # every worker can read it
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from pipeline.errors import InputError
 from pipeline.options import RenderOptions
 from pipeline.surfaces import Surface, unknown_surface_reason
 
@@ -83,6 +84,13 @@ class JobSpec:
                    surfaces=tuple(SurfaceSpec.from_dict(e.model_dump()) for e in request.surfaces or ()),
                    webhook_url=request.webhook_url, webhook_events=tuple(request.webhook_events or ()))
 
+    def refs(self) -> list[InputRef]:
+        """Every input reference of the job (photo, texture, mask, and each surface's)."""
+        found = [self.image, self.texture] + ([self.mask] if self.mask is not None else [])
+        for entry in self.surfaces:
+            found += [entry.texture] + ([entry.mask] if entry.mask is not None else [])
+        return found
+
     def fields(self) -> dict[str, Any]:
         """The job row's columns, as stored (`surfaces` None when there are none)."""
         return {"image_url": str(self.image), "texture_url": str(self.texture),
@@ -111,6 +119,10 @@ def live_workers(store: JobStore, settings: Any) -> list[WorkerInfo]:
     return [w for w in store.workers() if now - w.heartbeat_at <= fresh]
 
 
+class InputsNotShared(InputError, ValueError):
+    """The job's inputs are files on this box that the workers (on other machines) cannot read."""
+
+
 class CancelOutcome(StrEnum):
     CANCELED = "canceled"  # it was queued (or already canceled): failed / canceled now
     STOPPING = "stopping"  # it is running: it stops at the next stage boundary
@@ -132,6 +144,10 @@ class JobService:
                made_from: dict[str, Any] | None = None) -> tuple[Job, bool]:
         """Store a queued job and enqueue it. Returns (job, created). Raises QueueFull, IdempotencyConflict."""
         job_id = job_id or str(uuid.uuid4())
+        if not self.settings.job_files_shared and any(ref.kind is RefKind.UPLOAD for ref in spec.refs()):
+            raise InputsNotShared("files uploaded in the console stay on this box, and workers on other machines "
+                                  "cannot read them: set cluster.shared_data_dir = true with paths.data_dir on a "
+                                  "folder every machine mounts, or give the inputs as URLs")
         if (reason := low_space(self.settings)) is not None:  # refused while it can still be said cleanly
             raise StoreUnavailable(reason)
         if made_from:
@@ -289,8 +305,8 @@ class JobService:
 
 def _carry(old: JobFolder, new: JobFolder, ref: InputRef, stem: str, target_stem: str) -> InputRef:
     """The new job's reference for one input: the file the old job kept (linked into the new folder), else the
-    original URL or colour."""
-    if ref.is_colour:
+    original URL or colour. Where workers cannot read this box's folders, a downloaded input is fetched again."""
+    if ref.is_colour or (ref.kind is RefKind.URL and not new.reaches_workers):
         return ref
     source = old.file(ref.file_name) if ref.file_name else old.find(stem)
     if source is None or not source.is_file():

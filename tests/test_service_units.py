@@ -469,3 +469,29 @@ def test_console_cookie_is_samesite_and_secure_behind_https():
             scheme = "http"
 
     assert https.secure(Plain()) and not auth.secure(Plain())
+
+
+def test_cluster_without_a_shared_folder_refuses_console_uploads_and_retries_from_the_urls(tmp_path):
+    """With a Redis queue the worker may be on another machine: files kept on this box cannot reach it."""
+    from appliance.jobdir import JobFolder
+    from appliance.refs import InputRef
+    from appliance.service import InputsNotShared, JobService, JobSpec
+
+    def service(**cluster):
+        settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models", **cluster)
+        return JobService(settings, JobStore(settings.jobs_db), RenderQueue(tmp_path / "queue.db")), settings
+
+    remote, settings = service(queue_url="redis://queue.lan:6379/0")
+    upload = JobSpec(image=InputRef.upload("photo.jpg"), texture=InputRef.parse("#aabbcc"))
+    with pytest.raises(InputsNotShared, match="shared_data_dir"):
+        remote.submit(upload)
+    assert remote.store.active_count() == 0
+    # A retry of a URL job does not point the new job at the files this box kept: the URL is fetched again.
+    url = "http://example.com/house.jpg"
+    job, _ = remote.submit(JobSpec(image=InputRef.parse(url), texture=InputRef.parse("#aabbcc")))
+    JobFolder(settings, job.job_id).write("photo.jpg", b"\xff\xd8\xff kept download")
+    assert remote.retry(job).image_url == url
+    # One shared folder (or no Redis queue): uploads and kept files are fine.
+    shared, settings = service(queue_url="redis://queue.lan:6379/0", shared_data_dir=True)
+    again = shared.retry(job)
+    assert again.image_url == "upload:photo.jpg"  # the kept download, linked into the new job's folder

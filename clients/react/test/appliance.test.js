@@ -133,10 +133,11 @@ describe('renderApi against the appliance', () => {
     assert.match(err.errorMessage, /404/);
   });
 
-  test('pipeline_error: refinement asked of an appliance without a refiner', async () => {
-    const { jobId } = await submitRenderJob(job({ options: { enable_refinement: true } }));
-    const err = await rejectsWith(pollRenderJob(jobId, FAST), 'pipeline_error');
-    assert.match(err.errorMessage, /refine/);
+  test('validation_failed at submit: refinement asked of an appliance without a refiner', async () => {
+    const err = await rejectsWith(submitRenderJob(job({ options: { enable_refinement: true } })), 'validation_failed');
+    assert.equal(err.httpStatus, 400);
+    assert.match(err.details['options.enable_refinement'], /refinement model/);
+    assert.equal(err.jobId, null);
   });
 
   test('timeout: a stage time limit the appliance cannot meet', async () => {
@@ -333,8 +334,8 @@ describe('aiService.example.js with @supabase/supabase-js', () => {
   test('a failed render marks the project failed; no swatch renders the photo itself', async () => {
     const userId = randomUUID();
     const err = await rejectsWith(generateRender({
-      supabase, userId, photo, swatches: [], options: { enable_refinement: true }, poll: FAST,
-    }), 'pipeline_error');
+      supabase, userId, photo, swatches: [], options: { stage_timeout_seconds: 0.001 }, poll: FAST,
+    }), 'timeout');
     const body = lastPostBody();
     assert.equal(body.texture_url, body.image_url);
     const row = projects.rows.get(body.project_id);

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request
 from nicegui import run, ui
 
-from appliance.domain import ACTIVE, is_canceled
+from appliance.domain import ACTIVE, ErrorCode, is_canceled
 from appliance.jobdir import MASK, MASK_INPUT, PHOTO, SWATCH
 from appliance.jobs import COMPLETED, FAILED, QUEUED, RUNNING, Job, QueueFull
 from appliance.refs import InputRef
@@ -333,6 +333,8 @@ def _no_timings(job: Job) -> str:
         return "Timings appear once the stages have run."
     if job.started_at is None:
         return "No stage ran: the job ended before the worker took it."
+    if job.error_code == ErrorCode.DOWNLOAD_FAILED:
+        return "No stage ran: an input could not be fetched (see the error above)."
     return (f"The job stopped after {duration(render_time(job))}, before the pipeline reported its stage timings "
             f"({ERROR_TITLES.get(job.error_code or '', 'failed').lower()}).")
 

@@ -42,6 +42,11 @@ PLACEHOLDER = ("<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 60 40'>"
                "stroke='#b5bdc9' stroke-width='1.6'/></svg>")
 
 
+# ... and where a job has no swatch yet: a grey tile with faint diagonal courses (not a house: it is a material).
+NO_SWATCH = ("<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 40 40'><rect width='40' height='40' fill='#e9edf2'/>"
+             "<path d='M0 30 30 0M10 40 40 10M0 14 14 0M26 40 40 26' stroke='#cfd5de' stroke-width='2'/></svg>")
+
+
 def register(app: Any, ctx: Any) -> None:
     from nicegui import ui
 
@@ -112,7 +117,8 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
             if download:
                 headers["Content-Disposition"] = f'attachment; filename="render-{job_id[:8]}.png"'
         if path is None and name in ("thumb", "swatch-thumb"):
-            return Response(PLACEHOLDER, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+            return Response(PLACEHOLDER if name == "thumb" else NO_SWATCH, media_type="image/svg+xml",
+                            headers={"Cache-Control": "no-store"})
         if path is None:
             return JSONResponse({"error": "not_found"}, status_code=404, headers={"Cache-Control": "no-store"})
         return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"),

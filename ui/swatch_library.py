@@ -53,7 +53,7 @@ class LibraryPage:
                     "w-full").props(tid("new-swatch-width"))
                 self.upload = ui.upload(auto_upload=True, max_file_size=ctx.settings.fetch_max_bytes,
                                         on_upload=self.uploaded, label="Drop or choose the swatch image").props(
-                    "flat bordered accept=image/*").classes("w-full").props(tid("upload-library"))
+                    "flat bordered accept=image/*").classes("swatch-uploader w-full").props(tid("upload-library"))
                 self.error = ui.label("").classes("form-error").props(tid("library-error"))
             self.grid = ui.element("div").classes("swatch-cards").props(tid("swatches"))
         ui.timer(0.01, self.reload, once=True)

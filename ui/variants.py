@@ -125,8 +125,8 @@ class MaterialPicker:
                 ui.label("Or upload a new swatch (it joins the library)").classes("text-weight-medium")
                 self.upload = ui.upload(auto_upload=True, max_file_size=ctx.settings.fetch_max_bytes,
                                         on_upload=self.uploaded, label="Drop or choose a swatch image").props(
-                    "flat bordered accept=image/*").classes(
-                    "w-full").props(tid("upload-variant-swatch"))
+                    "flat bordered accept=image/*").classes("swatch-uploader w-full").props(
+                    tid("upload-variant-swatch"))
                 ui.label("Or a paint colour").classes("text-weight-medium")
                 with ui.row().classes("items-center gap-3 w-full"):
                     self.colour = ui.color_input("Paint colour", value="", on_change=self.typed).classes(

@@ -171,6 +171,7 @@
       this.photo.src = photo.src;
       const w = (this.width = photo.naturalWidth);
       const h = (this.height = photo.naturalHeight);
+      this.host.style.setProperty("--aspect", String(w / h)); // as large as the window allows, never cut off
       for (const c of [this.view, this.guide]) { c.width = w; c.height = h; }
       this.mask = document.createElement("canvas");
       this.mask.width = w;

@@ -29,6 +29,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                                           "refinement_seed": args.seed,
                                           "stage_timeout_seconds": args.stage_timeout or settings.stage_timeout,
                                           "swatch_width_m": args.swatch_width_m})
+    surfaces = _surface_materials(args.surface)  # refused before any model is loaded
     started = time.perf_counter()
     pipeline = build_pipeline(settings.model_dir, max_pixels=settings.max_pixels, **settings.backend_choices())
     from .learning import StudioData
@@ -44,8 +45,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     texture = args.swatch if InputRef.parse(args.swatch).is_colour else Path(args.swatch)
     try:
-        result = pipeline.run(Path(args.photo), texture, options,
-                              mask=Path(args.mask) if args.mask else None, progress=progress)
+        result = pipeline.run(Path(args.photo), texture, options, mask=Path(args.mask) if args.mask else None,
+                              surfaces=surfaces, progress=progress)
     except PipelineError as exc:
         raise SystemExit(f"render failed ({exc.code}): {exc}") from None
     Image.fromarray(result.image).save(args.output)
@@ -65,6 +66,27 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"warning: {warning}")
         print(f"wrote {args.output}")
     return 0
+
+
+def _surface_materials(specs: list[str]) -> list:
+    """`--surface NAME=MATERIAL` arguments -> SurfaceMaterial list (the same names and rules as the job API)."""
+    from pipeline.surfaces import Surface, SurfaceMaterial, unknown_surface_reason
+
+    from .refs import InputRef
+
+    out, seen = [], set()
+    for spec in specs:
+        name, sep, material = spec.partition("=")
+        if not sep or not material:
+            raise SystemExit(f"--surface {spec!r}: expected NAME=MATERIAL, e.g. trim=#F4F1EA")
+        if name not in set(Surface) or name == Surface.WALL:
+            reason = "the wall is the main swatch argument" if name == Surface.WALL else unknown_surface_reason(name)
+            raise SystemExit(f"--surface {name!r}: {reason}")
+        if name in seen:
+            raise SystemExit(f"--surface {name!r}: given twice")
+        seen.add(name)
+        out.append(SurfaceMaterial(Surface(name), material if InputRef.parse(material).is_colour else Path(material)))
+    return out
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -187,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--refine", action="store_true", help="diffusion refinement (GPU model set)")
     render.add_argument("--seed", type=int, default=42)
     render.add_argument("--stage-timeout", type=float)
+    render.add_argument("--surface", action="append", default=[], metavar="NAME=MATERIAL",
+                        help="another surface's material (swatch file or #RRGGBB), e.g. trim=#F4F1EA; repeatable; "
+                             "surfaces: roof, trim, garage_door, door")
     render.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     render.set_defaults(func=cmd_render)
 

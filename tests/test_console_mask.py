@@ -68,7 +68,8 @@ def _coverage(page, key: str, box_: tuple[float, float, float, float]) -> float:
     """Share of painted mask pixels inside a box given as fractions of the photo."""
     return page.evaluate("""([key, b]) => { const e = RenderConsole.editors[key];
         const x = Math.round(b[0] * e.width), y = Math.round(b[1] * e.height);
-        const w = Math.max(1, Math.round((b[2] - b[0]) * e.width)), h = Math.max(1, Math.round((b[3] - b[1]) * e.height));
+        const w = Math.max(1, Math.round((b[2] - b[0]) * e.width));
+        const h = Math.max(1, Math.round((b[3] - b[1]) * e.height));
         const d = e.mctx.getImageData(x, y, w, h).data; let n = 0;
         for (let i = 3; i < d.length; i += 4) if (d[i] >= 128) n++;
         return n / (w * h); }""", [key, list(box_)])

@@ -174,3 +174,71 @@ def test_swatch_library_page(box, photos, page, shared_dir):
     page.locator(tid("confirm-yes")).click()
     red.wait_for(state="detached")
     assert cards.count() == before + 1  # the brick from the recent jobs stays
+
+
+def _service_ctx(tmp_path):
+    from appliance.config import Settings
+    from appliance.context import AppContext
+    from appliance.queue import RenderQueue
+    from appliance.service import JobService
+    from appliance.storage.local import LocalStorage
+
+    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models")
+    store, queue = JobStore(settings.jobs_db), RenderQueue(settings.queue_db)
+    ctx = AppContext(settings=settings, store=store, queue=queue,
+                     storage=LocalStorage(settings.results_dir, "http://box"))
+    return ctx, JobService(settings, store, queue)
+
+
+def test_variant_changes_only_the_materials_it_names(tmp_path, shared_dir):
+    from appliance.refs import InputRef
+    from ui import jobfiles
+
+    ctx, service = _service_ctx(tmp_path)
+    job_id = jobfiles.new_job_id()
+    photo, _ = jobfiles.store_upload(ctx.settings, job_id, "photo", _bytes(shared_dir, SMALL_HOUSE))
+    swatch, _ = jobfiles.store_upload(ctx.settings, job_id, "swatch", _bytes(shared_dir, SWATCH))
+    job = jobfiles.submit(ctx, job_id, photo=photo, texture=swatch, options={"real_world_scale": 12,
+                                                                             "swatch_width_m": 0.5})
+    # The wall in a paint colour, the roof given one: photo and options carried, the swatch width dropped.
+    made = service.variant(job, {"wall": InputRef.parse("#112233"), "roof": InputRef.parse("#445566")},
+                           options={"swatch_width_m": None})
+    assert made.texture_url == "#112233" and made.image_url == "upload:photo.jpg"
+    assert made.options["real_world_scale"] == 12 and made.options["swatch_width_m"] is None
+    assert [(s["surface"], s["texture_url"]) for s in made.surfaces] == [("roof", "#445566")]
+    # From that variant: only the roof changes; the wall keeps its colour.
+    again = service.variant(made, {"roof": InputRef.parse("#778899")})
+    assert again.texture_url == "#112233" and [s["texture_url"] for s in again.surfaces] == ["#778899"]
+    with_error = None
+    try:
+        service.variant(made, {"windows": InputRef.parse("#000000")})
+    except ValueError as exc:
+        with_error = str(exc)
+    assert with_error and "windows" in with_error
+    family = [j.job_id for j in jobfiles.family(ctx, again.job_id)]
+    assert family == [job.job_id, made.job_id, again.job_id]
+
+
+def test_bulk_retry_skips_canceled_and_already_retried_and_cancel_all_counts(tmp_path):
+    from appliance.jobs import FAILED
+
+    ctx, service = _service_ctx(tmp_path)
+    store = ctx.store
+
+    def job(colour: str):
+        from appliance.service import JobSpec
+        from appliance.refs import InputRef
+
+        return service.submit(JobSpec(image=InputRef.parse("http://photos.example/h.jpg"),
+                                      texture=InputRef.parse(colour)))[0]
+
+    broken, canceled, waiting = job("#111111"), job("#222222"), job("#333333")
+    owner = "test/1"
+    assert store.claim(broken.job_id, owner, 30) and store.fail(broken.job_id, owner, "download_failed", "404")
+    service.cancel(canceled.job_id)
+    first = service.retry_failed()
+    assert len(first.made) == 1 and store.get(first.made[0]).texture_url == "#111111"
+    assert service.retry_failed().made == []  # retried once already; the canceled job is left alone
+    assert store.get(broken.job_id).status == FAILED
+    assert service.cancel_queued() == 2  # the waiting job and the retry
+    assert store.get(waiting.job_id).error_code == "canceled" and not store.queued_ids()

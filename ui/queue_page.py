@@ -13,7 +13,8 @@ from appliance.jobs import COMPLETED, FAILED, QUEUED, RUNNING, Job
 from pipeline.stages import PipelineStage
 
 from .components import (CANCELED, ERROR_TITLES, LOGO, STATUS_WORDS, ago, clock_time, day, duration, file_url, frame,
-                         material_of, model_name, raw, render_time, short, stage_label, stage_track_html, state_of, tid, total_time)
+                         material_of, model_name, raw, render_time, short, stage_label, stage_track_html, state_of,
+                         tid, total_time)
 
 FILTERS = [("all", "All"), (JobStatus.QUEUED, "Waiting"), (JobStatus.RUNNING, "Rendering"),
            (JobStatus.COMPLETED, "Completed"), (JobStatus.FAILED, "Failed"), (CANCELED, "Canceled")]
@@ -188,7 +189,8 @@ class QueuePage:
         line = snap["line"]
         rows = [_row(j, line) for j in _order(snap["jobs"], line, self.order)]
         if rows != self.table.rows:
-            self.table.update_rows(rows, clear_selection=False)  # one prop change: Vue patches the rows by key, nothing is rebuilt
+            # one prop change: Vue patches the rows by their key, nothing is rebuilt
+            self.table.update_rows(rows, clear_selection=False)
         counts = snap["counts"]
         failed = counts[FAILED] - counts[CANCELED]  # the store's "failed" includes the canceled jobs
         totals = {"all": sum(counts[s] for s in (QUEUED, RUNNING, COMPLETED, FAILED)), **counts, FAILED: failed}

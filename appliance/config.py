@@ -113,6 +113,7 @@ class Settings:
     lease_seconds: float = 30.0  # a running job's lease; renewed every lease/3 by a heartbeat
     maintenance_interval: float = 60.0  # seconds between housekeeping runs (lease reaping, retention)
     worker_pipeline: str | None = None  # "module:callable" building the Pipeline; None = the embedded model set
+    prefetch_jobs: int = 2  # queued jobs whose inputs are downloaded ahead while one renders (0: off)
     worker_name: str | None = None  # this machine's name in worker slots / leases; None = the host name
     # [store]
     store_busy_timeout: float = 10.0  # seconds a write waits for a locked SQLite store before 503 store_unavailable
@@ -385,6 +386,7 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
     ("webhooks", "timeout_seconds"): ("webhook_timeout", _number(float, 0.1, 120), None),
     ("webhooks", "allow_networks"): ("webhook_allow_networks", _networks, "RENDER_WEBHOOK_ALLOW_NETWORKS"),
     ("worker", "enabled"): ("worker_enabled", _bool, "RENDER_WORKER_ENABLED"),
+    ("worker", "prefetch_jobs"): ("prefetch_jobs", _number(int, 0, 16), None),
     ("worker", "device"): ("worker_device", _device, "RENDER_DEVICE"),
     ("worker", "threads"): ("worker_threads", _number(int, 1, 256), "RENDER_WORKER_THREADS"),
     ("worker", "poll_interval_seconds"): ("poll_interval", _number(float, 0.001, 10), "RENDER_POLL_INTERVAL"),

@@ -81,6 +81,14 @@ class Worker:
         self.stopping = threading.Event()
         self._attempt: _Attempt | None = None
         self._policy = fetch_policy(settings)
+        self.prefetch = None  # a Prefetcher (appliance/prefetch.py), when worker.prefetch_jobs > 0
+        if settings.prefetch_jobs > 0:
+            from .fetch import fetch_image
+            from .prefetch import Prefetcher
+
+            policy = self._policy
+            self.prefetch = Prefetcher(lambda url: fetch_image(url, what="prefetch", policy=policy),
+                                       depth=settings.prefetch_jobs, workers=2)
         self._studio = StudioData(settings.data_dir)
         self._parser_version: tuple | None = None  # the pipeline was built with the shipped parser weights
 
@@ -96,6 +104,7 @@ class Worker:
             return  # canceled, already taken, or a duplicate message
         attempt = self._attempt = _Attempt(job, time.monotonic() + self.settings.job_timeout)
         log.info("job %s: attempt %d", job_id, job.attempts)
+        self._prefetch_ahead(job_id)
         try:
             self._run(attempt)
         except _Stop:
@@ -273,7 +282,9 @@ class Worker:
         from .fetch import DownloadError, fetch_image
 
         if ref.kind is RefKind.URL:
-            data = fetch_image(ref.value, what=what, policy=self._policy, deadline=attempt.deadline)
+            data = self._prefetched(attempt, ref.value)
+            if data is None:
+                data = fetch_image(ref.value, what=what, policy=self._policy, deadline=attempt.deadline)
             metrics.DOWNLOAD_BYTES.labels(input=what).inc(len(data))
             if keep_as is not None:
                 attempt.kept[keep_as] = data
@@ -285,6 +296,30 @@ class Worker:
         except OSError:
             raise DownloadError(f"{what}: the uploaded file {ref.value!r} is not in the job's folder "
                                 f"(pruned?)") from None
+
+    def _prefetch_ahead(self, current: str) -> None:
+        """Start downloading the inputs of the next queued jobs (appliance/prefetch.py); best effort."""
+        if self.prefetch is None:
+            return
+        try:
+            upcoming = []
+            for job_id in self.store.queued_ids()[: self.prefetch.depth]:
+                job = self.store.get(job_id)
+                if job is not None:
+                    upcoming.append((job_id, _urls(job)))
+            self.prefetch.ahead(upcoming, current)
+        except Exception:  # the job store hiccuped: the jobs download their own inputs
+            log.exception("prefetch: could not look ahead")
+
+    def _prefetched(self, attempt: _Attempt, url: str) -> bytes | None:
+        """The file prefetched for this job, waited for within the job's time limit; None: fetch it now."""
+        future = None if self.prefetch is None else self.prefetch.take(attempt.job.job_id, url)
+        if future is None:
+            return None
+        try:
+            return future.result(timeout=max(0.0, attempt.deadline - time.monotonic()))
+        except Exception:  # failed, canceled or still too slow: the ordinary download decides (and says why)
+            return None
 
     def _keep(self, job: Job, files: dict[str, bytes]) -> None:
         """Keep what the job used in its folder, for the console (retention prunes it with the job): the photo and
@@ -464,6 +499,8 @@ class Worker:
 
     def shutdown(self) -> None:
         self.stopping.set()
+        if self.prefetch is not None:
+            self.prefetch.close()
         attempt = self._attempt
         if attempt is not None and self.store.release(attempt.job.job_id, self.owner) == JobStatus.QUEUED:
             log.info("job %s: handed back to the queue (worker stopping)", attempt.job.job_id)
@@ -473,6 +510,14 @@ class Worker:
         except Exception:
             pass
         self.store.checkpoint()
+
+
+def _urls(job: Job) -> list[str]:
+    """The URL inputs of a job (photo, swatch, mask, and each surface's), the ones a worker downloads."""
+    refs = [job.image_url, job.texture_url, job.mask_url]
+    for entry in job.surfaces or ():
+        refs += [entry.get("texture_url"), entry.get("mask_url")]
+    return [r for r in refs if r and InputRef.parse(r).kind is RefKind.URL]
 
 
 def _timings(result: Any) -> dict[str, float]:

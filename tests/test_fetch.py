@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import socket
 import ssl
 import threading
@@ -496,3 +497,62 @@ def test_the_worker_holds_a_jobs_time_limit_and_the_file_deadline_through_downlo
         job, took = run(job_timeout=600, fetch_total_timeout=1.0)
         assert job.status == "failed" and job.error_code == "download_failed", job
         assert "took longer than 1 s in total" in job.error_message and took < 4.0, (job.error_message, took)
+
+
+def test_the_next_jobs_inputs_are_downloaded_while_one_renders(tmp_path, photo):
+    """Photos from a server that takes 1 s per answer: while job 1 renders, job 2's photo arrives; job 2 then starts
+    rendering at once, and nothing is downloaded twice."""
+    import uuid
+
+    import numpy as np
+    from PIL import Image
+
+    from appliance.config import Settings
+    from appliance.jobs import JobStore
+    from appliance.queue import RenderQueue
+    from appliance.storage.local import LocalStorage
+    from appliance.worker import Worker
+    from pipeline import Pipeline
+    from pipeline.geometry import LineGeometry
+
+    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models", fetch_allow_networks=LOCAL,
+                        prefetch_jobs=2)
+    store = JobStore(settings.jobs_db)
+
+    starts: list[float] = []
+
+    class SlowRender(Pipeline):  # a render that takes longer than one download
+        def run(self, *args, **kwargs):
+            starts.append(time.monotonic())
+            time.sleep(1.5)
+            return super().run(*args, **kwargs)
+
+    worker = Worker(settings, store, RenderQueue(settings.queue_db), LocalStorage(settings.results_dir, "http://x"),
+                    SlowRender(None, LineGeometry()))
+    with Image.open(io.BytesIO(photo)) as im:
+        size = im.size
+    with serve() as srv:
+        srv.routes["/mask.png"] = Reply(200, {"Content-Type": "image/png"}, io_png(np.full(size[::-1], 255, np.uint8)))
+        ids = []
+        for i in range(2):
+            srv.routes[f"/house{i}.jpg"] = jpeg(photo, delay=1.0)
+            job, _ = store.create(job_id=str(uuid.uuid4()), image_url=f"{srv.base}/house{i}.jpg",
+                                  texture_url="#AA0000", mask_url=f"{srv.base}/mask.png", options={}, project_id=None,
+                                  user_id=None, idempotency_key=None, request_hash=None, queue_depth=5)
+            ids.append(job.job_id)
+        worker.process(ids[0])  # job 2's photo is fetched meanwhile
+        started = time.monotonic()
+        worker.process(ids[1])
+        assert [store.get(i).status for i in ids] == ["completed", "completed"], [store.get(i) for i in ids]
+        waited = starts[1] - started
+        assert waited < 0.6, waited  # its inputs were there: far less than the photo server's 1 s
+        assert srv.hits["/house1.jpg"] == 1 and srv.hits["/house0.jpg"] == 1
+    worker.shutdown()
+
+
+def io_png(array) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, "PNG")
+    return out.getvalue()

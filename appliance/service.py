@@ -248,20 +248,23 @@ class JobService:
         return self._derive(job, "surfaces", surfaces=specs, uploads=uploads, job_id=job_id)
 
     def variant(self, job: Job, materials: dict[str, InputRef], *, options: dict[str, Any] | None = None,
-                uploads: dict[str, bytes] | None = None) -> Job:
-        """The same photo (and its corrected mask, if it had one) in other materials: `materials` maps a surface
-        to its new material ("wall": the job's own texture; another surface: that extra surface's material,
-        replaced or added). `options` overrides some of the job's options (e.g. swatch_width_m for the new
-        swatch); `uploads` as for with_surfaces. Raises ValueError, FileNotFoundError, QueueFull."""
+                uploads: dict[str, bytes] | None = None, widths: dict[str, float | None] | None = None) -> Job:
+        """The same photo (and its corrected masks, if it had them) in other materials: `materials` maps a
+        surface to its new material ("wall": the job's own texture; another surface: that extra surface's
+        material, replaced or added, its own mask kept). `options` overrides some of the job's options (e.g.
+        swatch_width_m for a new wall swatch), `widths` an extra surface's swatch width; `uploads` as for
+        with_surfaces. Raises ValueError, FileNotFoundError, QueueFull."""
         wall = materials.get(Surface.WALL)
         extra = {name: ref for name, ref in materials.items() if name != Surface.WALL}
         surfaces = None
         if extra:
-            kept = [e for e in job_surfaces(job) if e.surface not in extra]
-            changed = [SurfaceSpec(name, ref) for name, ref in extra.items()]
-            for spec in changed:
-                if spec.surface not in {s.value for s in Surface}:
-                    raise ValueError(f"surface {spec.surface!r}: {unknown_surface_reason(spec.surface)}")
+            for name in extra:
+                if name not in {s.value for s in Surface}:
+                    raise ValueError(f"surface {name!r}: {unknown_surface_reason(name)}")
+            before = {e.surface: e for e in job_surfaces(job)}
+            kept = [e for e in before.values() if e.surface not in extra]
+            changed = [SurfaceSpec(name, ref, (widths or {}).get(name),
+                                   before[name].mask if name in before else None) for name, ref in extra.items()]
             surfaces = tuple(kept) + tuple(changed)
         return self._derive(job, "variant", surfaces=surfaces, uploads=uploads, texture=wall, options=options)
 

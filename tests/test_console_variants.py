@@ -138,6 +138,17 @@ def test_a_variant_keeps_the_corrected_mask(box, photos, page):
     assert (_job_dir(box, variant) / "mask-input.png").read_bytes() == buffer.getvalue()
     kept = np.asarray(Image.open(_job_dir(box, variant) / "mask.png"))
     assert kept[int(h * 0.4), w // 2] == 255 and kept[int(h * 0.8), w // 2] == 0
+    # Another surface only: the roof in a colour; the walls keep their material and the corrected mask.
+    page.locator(tid("try-material")).click()
+    page.locator(tid("variant-surface")).get_by_text("Roof").click()
+    page.locator(".swatch-dot").nth(7).click()
+    page.locator(tid("variant-choice")).get_by_text("Roof →").wait_for()
+    page.locator(tid("render-variant")).click()
+    roof = _new_job(page, variant)
+    walls, roofed = JobStore(box.data_dir / "jobs.db").get(variant), JobStore(box.data_dir / "jobs.db").get(roof)
+    assert roofed.texture_url == walls.texture_url and roofed.mask_url == "upload:mask-input.png"
+    assert [(e["surface"], e["texture_url"]) for e in roofed.surfaces] == [("roof", "#2F2F33")]
+    page.locator(f"{tid('variant')}[data-job='{roof}']").get_by_text("Roof #2F2F33").wait_for()
 
 
 def test_swatch_library_page(box, photos, page, shared_dir):

@@ -10,7 +10,7 @@ from fastapi import Request
 from nicegui import events, run, ui
 
 from appliance.domain import ACTIVE, JobStatus
-from appliance.jobdir import SWATCH
+from appliance.jobdir import SWATCH, surface_stem
 from appliance.jobs import COMPLETED, Job, QueueFull
 from appliance.refs import InputRef, normal_colour
 from appliance.swatches import SwatchLibrary
@@ -20,6 +20,7 @@ from pipeline.surfaces import Surface
 from . import jobfiles
 from .components import (LOGO, STATUS_WORDS, card, compare_html, file_url, frame, material_html, material_of, raw,
                          short, state_of, tid)
+from .surfaces_ui import EXTRA, LABELS
 from .test_render import PAINTS
 
 
@@ -74,6 +75,10 @@ class VariantsCard:
         with ui.element("div").classes(classes).props(tid("variant")).props(f'data-job="{job.job_id}"') as tile:
             raw(f"<img class='variant-img' src='{file_url(job.job_id, 'thumb', state)}' alt=''>")
             raw(material_html(job))
+            for entry in job.surfaces or ():  # the extra surfaces' materials, e.g. "Roof #2F2F33"
+                ref = InputRef.parse(entry["texture_url"])
+                ui.label(f"{LABELS.get(entry['surface'], entry['surface'])} "
+                         f"{ref.value if ref.is_colour else 'swatch'}").classes("muted variant-extra")
             with ui.row().classes("variant-foot"):
                 ui.link(f"{short(job.job_id)}", f"/jobs/{job.job_id}").classes("mono")
                 if state != COMPLETED:
@@ -96,6 +101,7 @@ class MaterialPicker:
     def __init__(self, ctx: Any, job: Job, swatches: list[Any]):
         self.ctx, self.job = ctx, job
         self.choice: dict[str, Any] | None = None
+        self.what = ""
         raw(f"<div class='crumbs'><a href='/'>Queue</a> / <a href='/jobs/{job.job_id}'>Job {short(job.job_id)}</a>"
             " / Try another material</div>")
         with ui.row().classes("page-head"):
@@ -109,6 +115,10 @@ class MaterialPicker:
                 ui.label("Now:").classes("muted")
                 raw(material_html(job))
             with card("1 · Pick a material", classes="w-full"):
+                ui.label("For").classes("text-weight-medium")
+                self.surface = ui.toggle({Surface.WALL.value: "Walls", **{s: LABELS[s] for s in EXTRA}},
+                                         value=Surface.WALL.value, on_change=self._surface_changed).props(
+                    "no-caps unelevated dense").props(tid("variant-surface"))
                 ui.label("From the swatch library").classes("text-weight-medium")
                 with ui.element("div").classes("pick-grid").props(tid("library-picks")):
                     if not swatches:
@@ -145,7 +155,15 @@ class MaterialPicker:
                 ui.link("Back to the job", f"/jobs/{job.job_id}").classes("hint")
         self.tiles: list[Any] = []
 
-    def _choose(self, choice: dict[str, Any] | None, text: str, tile: Any = None) -> None:
+    def _surface_changed(self) -> None:
+        if self.choice is not None:
+            self._choose(self.choice, self.what, self.tiles[0] if self.tiles else None)
+
+    def _choose(self, choice: dict[str, Any] | None, what: str, tile: Any = None) -> None:
+        self.what = what
+        if choice is not None:
+            choice = {**choice, "surface": self.surface.value}
+            what = f"{LABELS.get(self.surface.value, 'Walls')} → {what}"
         self.choice = choice
         if choice is None:
             self.preview.content = ""
@@ -153,7 +171,7 @@ class MaterialPicker:
             self.preview.content = f"<div class='preview-chip' style='background:{choice['colour']}'></div>"
         else:
             self.preview.content = f"<img class='preview-chip' src='{library_url(choice['swatch'])}' alt=''>"
-        self.summary.text = text
+        self.summary.text = what
         self.error.text = ""
         self.button.set_enabled(choice is not None)
         for other in self.tiles:
@@ -211,18 +229,21 @@ class MaterialPicker:
 
 
 def make_variant(ctx: Any, job: Job, choice: dict[str, Any]) -> Job:
-    """The job service's variant for the picked material (blocking)."""
+    """The job service's variant for the picked material on the picked surface (blocking)."""
+    surface = choice.get("surface") or Surface.WALL.value
+    wall = surface == Surface.WALL
     if "colour" in choice:
-        return ctx.service.variant(job, {Surface.WALL: InputRef.parse(choice["colour"])},
-                                   options={"swatch_width_m": None})
+        return ctx.service.variant(job, {surface: InputRef.parse(choice["colour"])},
+                                   options={"swatch_width_m": None} if wall else None)
     library = SwatchLibrary(ctx.settings)
     entry = library.get(choice["swatch"])
     path = None if entry is None else library.file(entry)
     if path is None:
         raise FileNotFoundError("that swatch was deleted from the library")
-    name = f"{SWATCH}{path.suffix}"
-    return ctx.service.variant(job, {Surface.WALL: InputRef.upload(name)}, uploads={name: path.read_bytes()},
-                               options={"swatch_width_m": entry.width_m})
+    name = f"{SWATCH if wall else surface_stem(SWATCH, surface)}{path.suffix}"
+    return ctx.service.variant(job, {surface: InputRef.upload(name)}, uploads={name: path.read_bytes()},
+                               options={"swatch_width_m": entry.width_m} if wall else None,
+                               widths=None if wall else {surface: entry.width_m})
 
 
 def register(ctx: Any, auth: Any) -> None:

@@ -40,5 +40,6 @@ def build_context(settings: Settings, *, with_worker: bool | None = None) -> App
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     run_worker = settings.worker_enabled if with_worker is None else with_worker
-    return AppContext(settings=settings, store=JobStore(settings.jobs_db, busy_timeout=settings.store_busy_timeout), queue=RenderQueue(settings.queue_db),
+    store = JobStore(settings.jobs_db, busy_timeout=settings.store_busy_timeout)
+    return AppContext(settings=settings, store=store, queue=RenderQueue(settings.queue_db),
                       storage=build_storage(settings), supervisor=Supervisor(settings) if run_worker else None)

@@ -176,10 +176,11 @@ class JobStore:
             conn = self._local.conn = _Conn(raw, self.dialect, self.url)
         return conn
 
-    def _guard(self, call):
-        """`call()`, with the store's faults (busy, full, unreachable, damaged) raised as StoreUnavailable."""
+    @contextmanager
+    def _faults(self) -> Iterator[None]:
+        """The store's faults (busy, full, unreachable, damaged) raised as StoreUnavailable; others as they are."""
         try:
-            return call()
+            yield
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -187,18 +188,15 @@ class JobStore:
                 raise StoreUnavailable(f"job store {self.url}: {exc}") from exc
             raise
 
+    def _guard(self, call):
+        with self._faults():
+            return call()
+
     @contextmanager
     def _tx(self, serialize: bool = False) -> Iterator["_Conn"]:
         db = self._db
-        try:
-            with self.dialect.transaction(db.raw, serialize):
-                yield db
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            if self.dialect.unavailable(exc):
-                raise StoreUnavailable(f"job store {self.url}: {exc}") from exc
-            raise
+        with self._faults(), self.dialect.transaction(db.raw, serialize):
+            yield db
 
     def _one(self, sql: str, params: tuple = ()) -> tuple | None:
         return self._db.execute(sql, params).fetchone()

@@ -333,3 +333,30 @@ def test_learning_page_lists_deletes_rolls_back_and_starts_a_finetune(tmp_path, 
         if studio.running():  # the fine-tune the page started, left running by a failure above
             os.kill(studio.progress()["pid"], signal.SIGTERM)
     assert not errors, errors
+
+
+def test_finetune_mixes_in_the_recipe_data_when_configured(tmp_path, model_dir, shared_dir):
+    from appliance.finetune import FinetuneConfig, run_finetune
+    from pipeline.parser_training import house_photos
+
+    # A recipe folder laid out like the shared data, holding two labelled houses-train photos.
+    recipe = tmp_path / "recipe" / "houses-train"
+    for sub in ("images", "labels", "masks"):
+        (recipe / sub).mkdir(parents=True)
+    for photo, mask in house_photos(shared_dir / "data" / "houses-train")[:2]:
+        label = shared_dir / "data" / "houses-train" / "labels" / f"{mask.stem}.json"
+        for src, dst in ((photo, recipe / "images" / photo.name), (mask, recipe / "masks" / mask.name),
+                         (label, recipe / "labels" / label.name)):
+            dst.symlink_to(src)
+    settings = Settings(data_dir=tmp_path / "data", model_dir=model_dir, force_cpu=True,
+                        learning_recipe_dir=tmp_path / "recipe")
+    studio = StudioData(settings.data_dir)
+    _import_cmp(studio, shared_dir, 5)
+    lines: list[str] = []
+    report = run_finetune(settings, FinetuneConfig(epochs=1, recipe_dir=settings.learning_recipe_dir,
+                                                   device="cpu", dry_run=True), log=lines.append)
+    assert f"recipe data: 2 photos from {tmp_path / 'recipe'}" in lines
+    # Half of every batch is recipe data: twice the steps for one pass over the 3 studio photos trained on.
+    assert report.record["train"] == 3 and report.record["steps"] == 2, report.record
+    assert (studio.root / "cache" / "houses-train.pkl").is_file()  # cached once, reused by the next run
+    assert not studio.current.exists()  # a dry run installs nothing, whatever the figures

@@ -11,17 +11,33 @@ import io
 
 import numpy as np
 
-MAX_SIDE = 400  # GrabCut's cost grows with the pixels; at this size it answers in about 0.5 s on 2 CPU cores
-CLICK = 400  # seeds of fewer pixels (at MAX_SIDE) are a click: too few to learn a colour model from
-TOLERANCE = 10  # a click's first guess: neighbours within this many grey levels (flood fill, smoothed photo)
+MAX_SIDE = 400  # the work scales with the pixels; at this size edges still land within 1-2 photo pixels
+SURE, MAYBE = 4, 5  # flood-fill tolerances (grey levels between neighbours, smoothed photo), tuned below
+RING = 10  # pixels (at MAX_SIDE) around the MAYBE region where GrabCut may still decide either way
+
+
+def _flood(smooth: np.ndarray, seed: np.ndarray, tolerance: int) -> np.ndarray:
+    """Everything reachable from the seed pixels through neighbours that differ by at most `tolerance`."""
+    import cv2
+
+    grown = np.zeros((smooth.shape[0] + 2, smooth.shape[1] + 2), np.uint8)
+    for y, x in zip(*np.nonzero(seed)):
+        if not grown[y + 1, x + 1]:
+            cv2.floodFill(smooth, grown, (int(x), int(y)), 0, (tolerance,) * 3, (tolerance,) * 3,
+                          4 | cv2.FLOODFILL_MASK_ONLY | (255 << 8))
+    return grown[1:-1, 1:-1] > 0
 
 
 def snap_region(photo: np.ndarray, seeds: np.ndarray, iterations: int = 3) -> np.ndarray:
     """photo: HxWx3 uint8 RGB; seeds: HxW bool (the stroke). Returns the HxW bool region (empty without seeds).
 
-    The stroke is sure foreground, a 2-pixel frame sure background, the rest probable background; a click first
-    grows by colour (flood fill) into probable foreground so that GrabCut has a colour model to start from.
-    Only the parts connected to the stroke are kept."""
+    Two flood fills from the stroke over an edge-preserving smoothed copy: the tight one (SURE) is sure
+    foreground, the looser one (MAYBE) probable foreground, a RING around it probable background, the rest sure
+    background; GrabCut then settles the boundary on the photo's edges. Bounding GrabCut by the flood fill keeps
+    it from leaking into same-coloured trim, sky or roof: it errs on selecting too little (click again) rather
+    than too much (erase). On the 29 labelled US houses (`python -m bench.mask_snap`) a stroke selects a median
+    IoU 0.48 of its wall piece at precision 0.88 (tolerances 6 / 10: 0.26 at 0.41; GrabCut over the whole photo
+    with the first version: 0.27). Only the parts connected to the stroke are kept."""
     import cv2
 
     h, w = seeds.shape
@@ -35,22 +51,19 @@ def snap_region(photo: np.ndarray, seeds: np.ndarray, iterations: int = 3) -> np
         ys, xs = np.nonzero(seeds)
         seed[np.minimum((ys * size[1] / h).astype(int), size[1] - 1),
              np.minimum((xs * size[0] / w).astype(int), size[0] - 1)] = True
-    labels = np.full(small.shape[:2], cv2.GC_PR_BGD, np.uint8)
-    if seed.sum() < CLICK:
-        smooth = cv2.bilateralFilter(small, 9, 50, 9)
-        ys, xs = np.nonzero(seed)
-        grown = np.zeros((size[1] + 2, size[0] + 2), np.uint8)
-        cv2.floodFill(smooth, grown, (int(xs.mean()), int(ys.mean())), 0, (TOLERANCE,) * 3, (TOLERANCE,) * 3,
-                      4 | cv2.FLOODFILL_MASK_ONLY | (255 << 8))
-        labels[grown[1:-1, 1:-1] > 0] = cv2.GC_PR_FGD
-    labels[:2, :] = labels[-2:, :] = labels[:, :2] = labels[:, -2:] = cv2.GC_BGD
-    labels[seed] = cv2.GC_FGD
+    smooth = cv2.bilateralFilter(small, 9, 50, 9)
+    sure, maybe = _flood(smooth, seed, SURE) | seed, _flood(smooth, seed, MAYBE)
+    outer = cv2.dilate(maybe.astype(np.uint8), np.ones((2 * RING + 1, 2 * RING + 1), np.uint8)) > 0
+    labels = np.full(seed.shape, cv2.GC_BGD, np.uint8)
+    labels[outer] = cv2.GC_PR_BGD
+    labels[maybe] = cv2.GC_PR_FGD
+    labels[sure] = cv2.GC_FGD
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
         cv2.grabCut(np.ascontiguousarray(small[:, :, ::-1]), labels, None, bgd, fgd, iterations,
                     cv2.GC_INIT_WITH_MASK)
-    except cv2.error:  # degenerate models (a one-colour photo): the seeds alone
-        return seeds.copy()
+    except cv2.error:  # degenerate colour models (a one-colour area): the flood fill's answer stands
+        pass
     region = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     _, parts = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
     touching = np.unique(parts[seed & region])

@@ -348,7 +348,9 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
     ("server", "api_key"): ("api_key", _text(True), "RENDER_API_KEY"),
     ("server", "console_password"): ("console_password", _text(True), "RENDER_CONSOLE_PASSWORD"),
     ("server", "metrics_token"): ("metrics_token", _text(True), "RENDER_METRICS_TOKEN"),
-    ("render", "max_pixels"): ("max_pixels", _number(int, 65_536, 400_000_000), "RENDER_MAX_PIXELS"),
+    # at most Pillow's own decompression-bomb refusal (2 x its default MAX_IMAGE_PIXELS, ~179 MP), which we leave as
+    # it is: a higher setting could never be honoured
+    ("render", "max_pixels"): ("max_pixels", _number(int, 65_536, 178_000_000), "RENDER_MAX_PIXELS"),
     ("render", "stage_timeout_seconds"): ("stage_timeout", _number(float, 0, 86_400, optional=True, low_open=True),
                                           "RENDER_STAGE_TIMEOUT"),
     ("render", "job_timeout_seconds"): ("job_timeout", _number(float, 0, 86_400, low_open=True),

@@ -59,11 +59,17 @@ def test_pixel_budget_is_checked_before_decoding():
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
-    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
+    def bomb(side: int) -> bytes:
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
+
     before = Image.MAX_IMAGE_PIXELS
+    # over our budget (40 MP) but under Pillow's own refusal: our header check answers, nothing is decoded
+    with pytest.raises(InputError, match="8000x8000 is 64.0 megapixels, over the limit of 40.0"):
+        load_photo(bomb(8000))
+    # far over both (3600 MP): Pillow refuses in Image.open, answered the same way
     with pytest.raises(InputError, match="over the limit of 40.0 megapixels"):
-        load_photo(bomb)
+        load_photo(bomb(60000))
     assert Image.MAX_IMAGE_PIXELS == before  # no process-wide setting changed on the way
     with pytest.raises(InputError, match="over the limit of 0.1"):
         load_photo(encode(Image.fromarray(gradient())), max_pixels=100_000)

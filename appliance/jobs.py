@@ -153,7 +153,8 @@ class JobStore:
         damage = self._guard(lambda: self.dialect.check(self._db.raw))
         if damage:
             raise StoreUnavailable(f"job store {self.url} is damaged ({damage})")
-        with self._tx() as db:
+        # serialized: processes starting together on a fresh PostgreSQL store would race on CREATE / ALTER TABLE
+        with self._tx(serialize=True) as db:
             for statement in self.dialect.schema():
                 db.execute(statement)
             if "info" not in {d[0] for d in db.execute("SELECT * FROM render_workers LIMIT 0").description}:

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from appliance.jobs import JobStore, StoreUnavailable
-from service_fixtures import ROOT, Appliance, _clean_env, free_port, write_config
+from service_fixtures import NO_POSTGRES, POSTGRES_URL, ROOT, Appliance, _clean_env, free_port, postgres_schema, write_config
 
 GOOD = {"image_url": "http://example.com/a.jpg", "texture_url": "#aabbcc"}
 
@@ -226,3 +226,30 @@ def test_a_clean_stop_leaves_the_jobs_in_jobs_db_and_a_backup_restores(tmp_path)
         assert all(again.http.get(f"/render/jobs/{i}").status_code == 200 for i in ids)
     finally:
         again.close()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason=NO_POSTGRES)
+def test_processes_opening_a_fresh_postgres_store_at_once_all_start():
+    """A cluster's API boxes and workers start together on an empty database: each one creates and migrates the
+    schema, and none may fail on another's half-done CREATE / ALTER TABLE."""
+    for _round in range(3):
+        with postgres_schema(POSTGRES_URL) as url:
+            errors: list[BaseException] = []
+            stores: list[JobStore] = []
+            go = threading.Barrier(6)
+
+            def start() -> None:
+                go.wait()
+                try:
+                    stores.append(JobStore(url))
+                except BaseException as exc:  # noqa: BLE001 - any failure to start is the bug
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=start) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            for store in stores:
+                store.close()
+            assert not errors, errors

@@ -219,7 +219,7 @@ def test_a_waiting_job_store_read_stalls_no_other_request(svc, database_url):
     slow.join(30)
     fast.join(30)
     assert answers["job"] == 404 and answers["health"] == 200, answers
-    assert answers["health_s"] < 1.5, answers  # not held until the lock went (about 3 s)
+    assert answers["health_s"] < 2.5, answers  # not held until the lock went (about 3 s)
 
 
 def test_timeout_when_stage_limit_is_tiny(idle, photos):

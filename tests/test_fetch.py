@@ -349,7 +349,7 @@ def test_read_timeout(photo):
         start = time.monotonic()
         with pytest.raises(DownloadError, match=r"timed out waiting for 127\.0\.0\.1 \(after 2 attempts\)"):
             fetch_image(f"{srv.base}/slow.jpg", what="image_url", policy=policy)
-        assert time.monotonic() - start < 1.4
+        assert time.monotonic() - start < 2.5  # two 0.3 s waits and a back-off, not two 1.5 s replies (loaded CI)
         assert srv.hits["/slow.jpg"] == 2
 
 
@@ -524,7 +524,7 @@ def test_the_next_jobs_inputs_are_downloaded_while_one_renders(tmp_path, photo):
     class SlowRender(Pipeline):  # a render that takes longer than one download
         def run(self, *args, **kwargs):
             starts.append(time.monotonic())
-            time.sleep(1.5)
+            time.sleep(2.5)
             return super().run(*args, **kwargs)
 
     worker = Worker(settings, store, RenderQueue(settings.queue_db), LocalStorage(settings.results_dir, "http://x"),
@@ -535,7 +535,7 @@ def test_the_next_jobs_inputs_are_downloaded_while_one_renders(tmp_path, photo):
         srv.routes["/mask.png"] = Reply(200, {"Content-Type": "image/png"}, io_png(np.full(size[::-1], 255, np.uint8)))
         ids = []
         for i in range(2):
-            srv.routes[f"/house{i}.jpg"] = jpeg(photo, delay=1.0)
+            srv.routes[f"/house{i}.jpg"] = jpeg(photo, delay=2.0)
             job, _ = store.create(job_id=str(uuid.uuid4()), image_url=f"{srv.base}/house{i}.jpg",
                                   texture_url="#AA0000", mask_url=f"{srv.base}/mask.png", options={}, project_id=None,
                                   user_id=None, idempotency_key=None, request_hash=None, queue_depth=5)
@@ -545,7 +545,7 @@ def test_the_next_jobs_inputs_are_downloaded_while_one_renders(tmp_path, photo):
         worker.process(ids[1])
         assert [store.get(i).status for i in ids] == ["completed", "completed"], [store.get(i) for i in ids]
         waited = starts[1] - started
-        assert waited < 0.6, waited  # its inputs were there: far less than the photo server's 1 s
+        assert waited < 1.5, waited  # its inputs were there: well under the photo server's 2 s
         assert srv.hits["/house1.jpg"] == 1 and srv.hits["/house0.jpg"] == 1
     worker.shutdown()
 

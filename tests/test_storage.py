@@ -193,7 +193,7 @@ def test_supabase_5xx_forever_gives_up_after_bounded_attempts(server, png):
     with pytest.raises(UploadError, match="^Supabase Storage upload failed after 3 attempts: 502"):
         store.save("job8", None, None, png)
     assert len(server.requests) == 3
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 5  # bounded (a loaded CI box is slow, but not 100 attempts slow)
 
 
 def test_supabase_dropped_connection_is_retried(server, png):
@@ -244,7 +244,7 @@ def test_supabase_retry_window_is_bounded(server, png):
     started = time.monotonic()
     with pytest.raises(UploadError, match="^Supabase Storage upload failed after [0-9]+ attempts: 503"):
         store.save("job13", None, None, png)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 6
 
 
 def test_supabase_retries_stop_at_the_jobs_deadline(server, png):
@@ -253,7 +253,7 @@ def test_supabase_retries_stop_at_the_jobs_deadline(server, png):
     started = time.monotonic()
     with pytest.raises(UploadError, match="failed after [0-9]+ attempts: 503"):
         store.save("job18", None, None, png, deadline=started + 1.0)
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 4  # the 1 s deadline, not the 60 s window
 
 
 def test_supabase_upload_given_up_on_leaves_no_orphan(server, png):

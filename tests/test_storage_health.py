@@ -33,7 +33,7 @@ def test_cached_check_never_holds_a_caller_for_a_hanging_check():
     assert cached.problem() is None
     time.sleep(0.7)
     assert "has not answered" in cached.problem()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3  # never held by the hanging check (it hangs until released below)
     release.set()
 
 

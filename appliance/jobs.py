@@ -13,6 +13,7 @@ connecting, the write transaction, the parameter style, the schema types.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -209,9 +210,10 @@ class JobStore:
         """A consistent copy of the store at `target` (SQLite); returns the number of jobs in it. Raises
         NotImplementedError for PostgreSQL (pg_dump), StoreUnavailable."""
         self._guard(lambda: self.dialect.backup(self._db.raw, target))
-        copy = JobStore(target)
+        # read back read-only: opening the copy as a JobStore would migrate it and switch it to WAL again
+        copy = sqlite3.connect(f"file:{Path(target).resolve()}?mode=ro", uri=True)
         try:
-            return int(copy._one("SELECT COUNT(*) FROM render_jobs")[0])
+            return int(copy.execute("SELECT COUNT(*) FROM render_jobs").fetchone()[0])
         finally:
             copy.close()
 

@@ -126,7 +126,9 @@ def test_backup_is_consistent_while_jobs_are_written(tmp_path):
         thread.join()
     assert count >= 20 and rows(tmp_path / "backup.db") == count
     assert not (tmp_path / "backup.db-wal").exists()
-    assert sqlite3.connect(str(tmp_path / "backup.db")).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    copy = sqlite3.connect(str(tmp_path / "backup.db"))
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one self-contained file, as written
 
 
 # --- a real server -------------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from pydantic import AfterValidator
 from starlette.concurrency import run_in_threadpool
 
 from .context import AppContext
-from .domain import ACTIVE, PROCESSING, ErrorCode, JobStatus, Stage
+from .domain import ACTIVE, PROCESSING, ErrorCode, HttpError, JobStatus, Stage
 from .jobs import IdempotencyConflict, Job, JobStore, QueueFull, StoreUnavailable
 from .readiness import readiness
 from .request_body import BodyError, declares_body, is_json_type, parse_json, read_capped
@@ -143,18 +143,23 @@ class JobRoute(APIRoute):
             except ApiError as exc:
                 return exc.response()
             except StoreUnavailable as exc:
-                log.warning("%s %s: %s", request.method, request.url.path, exc)
-                return ApiError(503, "store_unavailable", "the job store cannot serve right now; retry later",
-                                headers={"Retry-After": str(STORE_RETRY_AFTER)},
-                                retry_after=STORE_RETRY_AFTER).response()
+                return store_unavailable(request, exc).response()
 
         return route
+
+
+def store_unavailable(request: Request, exc: StoreUnavailable) -> ApiError:
+    """503 store_unavailable + Retry-After: the answer of any route that needs the job store while it cannot serve."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return ApiError(503, HttpError.STORE_UNAVAILABLE, "the job store cannot serve right now; retry later",
+                    headers={"Retry-After": str(STORE_RETRY_AFTER)}, retry_after=STORE_RETRY_AFTER)
 
 
 async def _capped(request: Request) -> Request:
     """The request with its body read (at most MAX_BODY bytes), checked, and replayed to FastAPI's own parsing."""
     if declares_body(request) and not is_json_type(request.headers.get("content-type")):
-        raise ApiError(415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'")
+        raise ApiError(415, HttpError.UNSUPPORTED_MEDIA_TYPE,
+                       "send the body as JSON with 'Content-Type: application/json'")
     raw = await read_capped(request, MAX_BODY)
     if raw is None:
         raise RequestValidationError([{"type": "too_long", "loc": ("body",), "msg": f"larger than {MAX_BODY} bytes",
@@ -224,7 +229,7 @@ def _authorizer(*api_keys: str | None) -> Callable[[Request], ApiError | None]:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and any([hmac.compare_digest(token.strip().encode(), k) for k in keys]):
             return None
-        return ApiError(401, "unauthorized", "send the API key as 'Authorization: Bearer <key>'",
+        return ApiError(401, HttpError.UNAUTHORIZED, "send the API key as 'Authorization: Bearer <key>'",
                         headers={"WWW-Authenticate": "Bearer"})
 
     return authorize
@@ -238,24 +243,38 @@ def job_router(ctx: AppContext) -> APIRouter:
     router = APIRouter(route_class=route_class, tags=["render"])
 
     def create(spec: JobSpec, key: str | None) -> Response:
+        try:
+            # A retried POST (same key, same payload) gets its first job back before anything could refuse it now.
+            first = service.replay(spec, key) if key is not None else None
+        except IdempotencyConflict as exc:
+            raise conflict(exc) from None
+        if first is not None:
+            return accepted(first, replayed=True)
         if (refused := service.refusal(spec)) is not None:
             raise ApiError(400, ErrorCode.VALIDATION_FAILED, details=refused)
         if (problem := ctx.storage_health.problem()) is not None:  # no render whose result could not be stored
             log.warning("POST /render/jobs refused: result storage: %s", problem)
-            raise ApiError(503, "storage_unavailable", "the result storage is not usable; retry later",
+            raise ApiError(503, HttpError.STORAGE_UNAVAILABLE, "the result storage is not usable; retry later",
                            headers={"Retry-After": str(STORAGE_RETRY_AFTER)}, retry_after=STORAGE_RETRY_AFTER)
         try:
             job, created = service.submit(spec, idempotency_key=key)
         except QueueFull:
             retry = max(1, math.ceil(store.recent_duration()))
-            raise ApiError(503, "queue_full", f"{settings.queue_depth} jobs are queued or running; retry later",
+            raise ApiError(503, HttpError.QUEUE_FULL,
+                           f"{settings.queue_depth} jobs are queued or running; retry later",
                            headers={"Retry-After": str(retry)}, retry_after=retry) from None
-        except IdempotencyConflict as exc:
-            raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used for a different request",
-                           job_id=str(exc)) from None
+        except IdempotencyConflict as exc:  # a concurrent twin with another payload took the key meanwhile
+            raise conflict(exc) from None
+        return accepted(job, replayed=not created)
+
+    def conflict(exc: IdempotencyConflict) -> ApiError:
+        return ApiError(409, HttpError.IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request",
+                        job_id=str(exc))
+
+    def accepted(job: Job, *, replayed: bool) -> Response:
         poll_url = f"{settings.base_url}/render/jobs/{job.job_id}"
         headers = {"Location": poll_url}
-        if not created:
+        if replayed:
             headers["Idempotent-Replayed"] = "true"
         return JSONResponse({"job_id": job.job_id, "status": PROCESSING, "poll_url": poll_url}, status_code=201,
                             headers=headers)
@@ -267,8 +286,14 @@ def job_router(ctx: AppContext) -> APIRouter:
                 "webhook_url": "webhooks are not enabled on this appliance (set [webhooks] secret)"})
         return await run_in_threadpool(create, JobSpec.from_request(body), idempotency_key)
 
+    # Without an API key every route is open, and a listing would show anyone every user's jobs and results.
+    listing_open = bool(settings.api_key)
+
     @router.get("/render/jobs", responses=_LIST_DOCS, summary="List jobs, newest first")
     async def list_jobs(query: Annotated[ListQuery, Query()]) -> Response:
+        if not listing_open:
+            raise ApiError(403, HttpError.LISTING_DISABLED,
+                           "listing jobs needs an API key: set server.api_key in the config")
         page = await run_in_threadpool(list_page, store, query,
                                        lambda job, ahead: job_view(job, store, queue_position=ahead))
         return JSONResponse(page)
@@ -284,7 +309,7 @@ def job_router(ctx: AppContext) -> APIRouter:
         # request.
         view = read() if store.path is not None else await run_in_threadpool(read)
         if view is None:
-            raise ApiError(404, "job_not_found")
+            raise ApiError(404, HttpError.JOB_NOT_FOUND)
         return JSONResponse(view)
 
     def read_view(job_id: str) -> dict[str, Any] | None:
@@ -295,18 +320,21 @@ def job_router(ctx: AppContext) -> APIRouter:
                 summary="A job's progress as server-sent events, until it ends")
     async def job_events(job_id: str) -> Response:
         if await run_in_threadpool(store.get, job_id) is None:
-            raise ApiError(404, "job_not_found")
+            raise ApiError(404, HttpError.JOB_NOT_FOUND)
         return event_stream(job_id, read_view)
 
     @router.post("/render/jobs/{job_id}/cancel", summary="Cancel a job", responses=_CANCEL_DOCS)
     async def cancel_job(job_id: str) -> Response:
-        found = await run_in_threadpool(service.cancel, job_id)
+        def cancel() -> tuple[Job, CancelOutcome, dict[str, Any]] | None:
+            found = service.cancel(job_id)  # the view reads the store too (webhook state): off the loop as well
+            return None if found is None else (*found, job_view(found[0], store))
+
+        found = await run_in_threadpool(cancel)
         if found is None:
-            raise ApiError(404, "job_not_found")
-        job, outcome = found
-        view = job_view(job, store)
+            raise ApiError(404, HttpError.JOB_NOT_FOUND)
+        job, outcome, view = found
         if outcome is CancelOutcome.FINISHED:
-            raise ApiError(409, "job_finished", f"the job already ended ({view['status']})", job=view)
+            raise ApiError(409, HttpError.JOB_FINISHED, f"the job already ended ({view['status']})", job=view)
         return JSONResponse(view, status_code=200 if outcome is CancelOutcome.CANCELED else 202)
 
     return router
@@ -343,7 +371,10 @@ def ops_router(ctx: AppContext) -> APIRouter:
             return denied.response()
         from .metrics import scrape
 
-        body, content_type = await run_in_threadpool(scrape, ctx.store)  # files and the store: off the loop
+        try:
+            body, content_type = await run_in_threadpool(scrape, ctx.store)  # files and the store: off the loop
+        except StoreUnavailable as exc:  # like the job routes: a scraper sees the outage and when to retry
+            return store_unavailable(request, exc).response()
         return Response(body, media_type=content_type)
 
     @router.get("/results/{path:path}", tags=["results"], summary="A result stored on the appliance's disk",
@@ -352,7 +383,7 @@ def ops_router(ctx: AppContext) -> APIRouter:
     async def result_file(path: str) -> Response:
         found = ctx.storage.resolve(path)  # None for remote storage: its result_url points elsewhere
         if found is None:
-            return ApiError(404, "not_found").response()
+            return ApiError(404, HttpError.NOT_FOUND).response()
         return FileResponse(found, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     return router

@@ -69,3 +69,19 @@ DEFAULT_WEBHOOK_EVENTS = (WebhookEvent.COMPLETED, WebhookEvent.FAILED)
 def is_canceled(status: str, error_code: str | None) -> bool:
     """A canceled job is a failed one whose error code is `canceled` (the API has no separate status)."""
     return status == JobStatus.FAILED and error_code == ErrorCode.CANCELED
+
+
+class HttpError(StrEnum):
+    """`error` of an HTTP error answer (the API's own refusals; a failed job's reason is its ErrorCode).
+    400 answers say ErrorCode.VALIDATION_FAILED."""
+
+    UNAUTHORIZED = "unauthorized"
+    LISTING_DISABLED = "listing_disabled"  # GET /render/jobs without a configured server.api_key
+    JOB_NOT_FOUND = "job_not_found"
+    NOT_FOUND = "not_found"  # GET /results/{path}
+    JOB_FINISHED = "job_finished"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    QUEUE_FULL = "queue_full"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    STORE_UNAVAILABLE = "store_unavailable"

@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Callable
 import anyio
 from sse_starlette import EventSourceResponse
 
-from .domain import JobStatus
+from .domain import HttpError, JobStatus
 
 POLL_SECONDS = 0.02  # store reads per open stream: 50/s (a read is ~0.1 ms); a change is sent within this
 PING_SECONDS = 15  # a comment line on idle streams, so that proxies keep them open
@@ -34,7 +34,7 @@ async def job_events(job_id: str, read: Callable[[str], dict[str, Any] | None],
     while True:
         view = await anyio.to_thread.run_sync(read, job_id)
         if view is None:
-            yield {"event": "error", "data": json.dumps({"error": "job_not_found"})}
+            yield {"event": "error", "data": json.dumps({"error": HttpError.JOB_NOT_FOUND})}
             return
         if view != last:
             seq += 1

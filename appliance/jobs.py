@@ -242,7 +242,7 @@ class JobStore:
         """Insert a queued job unless the queue is full. Returns (job, created); with an idempotency key already
         used for the same request, returns the existing job and False. Raises QueueFull, IdempotencyConflict."""
         if idempotency_key is not None:
-            existing = self._by_key(idempotency_key, request_hash)
+            existing = self.by_idempotency_key(idempotency_key, request_hash)
             if existing is not None:
                 return existing, False
         now = time.time()
@@ -262,7 +262,7 @@ class JobStore:
         except self.dialect.integrity_errors:
             if idempotency_key is None:
                 raise
-            existing = self._by_key(idempotency_key, request_hash)  # a concurrent twin won the race
+            existing = self.by_idempotency_key(idempotency_key, request_hash)  # a concurrent twin won the race
             if existing is None:
                 raise
             return existing, False
@@ -272,7 +272,9 @@ class JobStore:
         assert job is not None
         return job, True
 
-    def _by_key(self, key: str, request_hash: str | None) -> Job | None:
+    def by_idempotency_key(self, key: str, request_hash: str | None) -> Job | None:
+        """The job made with this Idempotency-Key, or None. Raises IdempotencyConflict when it was made from
+        another request (`request_hash` differs)."""
         row = self._one(_SELECT + " WHERE idempotency_key = ?", (key,))
         if row is None:
             return None

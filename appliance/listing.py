@@ -32,7 +32,8 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     """Raises ValueError for anything that is not a cursor of this listing."""
     try:
         created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+    # RecursionError: a cursor of thousands of "[" nests deeper than json.loads can go
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
         raise ValueError("not a cursor of this listing (use next_cursor as given)") from None
     if not isinstance(created_at, (int, float)) or isinstance(created_at, bool) or not isinstance(job_id, str):
         raise ValueError("not a cursor of this listing (use next_cursor as given)")

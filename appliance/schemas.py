@@ -144,6 +144,9 @@ class RenderRequest(BaseModel):
         return value
 
 
+MAX_CURSOR = 200  # characters: a real cursor (a timestamp and a job id) is about 80
+
+
 def _cursor(value: str) -> str:
     from .listing import decode_cursor
 
@@ -162,7 +165,7 @@ class ListQuery(BaseModel):
         None, description="processing (queued or running), completed, failed (canceled included), canceled")
     limit: int = Field(20, ge=1, le=100, description="jobs per page (1-100)")
     cursor: Annotated[str | None, AfterValidator(lambda v: v if v is None else _cursor(v))] = Field(
-        None, description="next_cursor of the previous page")
+        None, max_length=MAX_CURSOR, description="next_cursor of the previous page")
 
 
 def _reason(error: Mapping[str, Any]) -> str:

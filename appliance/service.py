@@ -1,6 +1,7 @@
 """The job service: the one way jobs are made and stopped, for the HTTP routes and the console alike.
 
     submit(spec)        store a queued job and ring the queue (QueueFull, IdempotencyConflict, StoreUnavailable)
+    replay(spec, key)   the job an Idempotency-Key already made from this request, or None
     refusal(spec)       why the live workers cannot run it (refinement without a refiner), or None
     cancel(job_id)      a queued job ends at once, a running one is flagged
     retry(job)          a new job with the same inputs (the files the old one kept, linked into its folder)
@@ -148,6 +149,8 @@ class JobService:
             raise InputsNotShared("files uploaded in the console stay on this box, and workers on other machines "
                                   "cannot read them: set cluster.shared_data_dir = true with paths.data_dir on a "
                                   "folder every machine mounts, or give the inputs as URLs")
+        if idempotency_key is not None and (first := self.replay(spec, idempotency_key)) is not None:
+            return first, False  # a retry of a job already taken: never refused for today's disk or queue
         if (reason := low_space(self.settings)) is not None:  # refused while it can still be said cleanly
             raise StoreUnavailable(reason)
         if made_from:
@@ -162,6 +165,12 @@ class JobService:
             except Exception:  # the job is stored: housekeeping re-sends lost queue messages
                 log.exception("job %s: enqueue failed; housekeeping will retry", job.job_id)
         return job, created
+
+    def replay(self, spec: JobSpec, idempotency_key: str) -> Job | None:
+        """The job already made with this Idempotency-Key from the same request, or None. Raises
+        IdempotencyConflict when the key was used for another request. Checked before any refusal, so that a
+        retried POST gets its first job back whatever changed since (disk space, queue, workers, storage)."""
+        return self.store.by_idempotency_key(idempotency_key, request_hash(spec.fields()))
 
     def refusal(self, spec: JobSpec) -> dict[str, str] | None:
         """{field: reason} when no live worker can run the job, else None. Refinement needs a worker whose

@@ -5,6 +5,7 @@ planner picks, and the route through a real `render-appliance serve` (no worker:
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from appliance.jobs import JobStore
+from appliance.listing import decode_cursor
 from service_fixtures import NO_POSTGRES, POSTGRES_URL, Appliance, free_port, postgres_schema, write_config
 
 KEY = "listing-test-key"
@@ -81,17 +83,21 @@ def test_sqlite_listing_uses_an_index(tmp_path):
     store.close()
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory, model_dir):
-    tmp = tmp_path_factory.mktemp("listing")
+@pytest.mark.parametrize("raw", [b"[" * 6000, b'{"a": 1}', b"[1]", b'[1, 2, 3]', b"\xff\xfe", b'["1", "x"]'])
+def test_a_cursor_not_made_by_the_listing_is_a_value_error(raw):
+    with pytest.raises(ValueError, match="not a cursor"):
+        decode_cursor(base64.urlsafe_b64encode(raw).decode())
+
+
+def serve(tmp, model_dir, api_key: str | None) -> Appliance:
     port = free_port()
     config = write_config(tmp / "config.toml", {
         "paths": {"data_dir": str(tmp / "data"), "model_dir": str(model_dir)},
-        "server": {"port": port, "api_key": KEY},
+        "server": {"port": port, **({"api_key": api_key} if api_key else {})},
         "queue": {"depth": 100},
         "worker": {"enabled": False},  # jobs stay queued: the listing sees a stable set
     })
-    app = Appliance(config, port, tmp / "server.log", api_key=KEY).start(wait_ready=False)
+    app = Appliance(config, port, tmp / "server.log", api_key=api_key).start(wait_ready=False)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -101,8 +107,28 @@ def api(tmp_path_factory, model_dir):
             pass
         assert time.monotonic() < deadline, app.log_tail()
         time.sleep(0.1)
+    return app
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, model_dir):
+    app = serve(tmp_path_factory.mktemp("listing"), model_dir, KEY)
     yield app
     app.close()
+
+
+def test_without_an_api_key_the_listing_is_disabled(tmp_path, model_dir):
+    """No api_key: every route is open, so a listing would show anyone every user's jobs and result URLs."""
+    app = serve(tmp_path, model_dir, None)
+    try:
+        job_id = app.submit({"image_url": "http://127.0.0.1:9/house.jpg", "texture_url": "#A0B0C0"}).json()["job_id"]
+        r = app.http.get("/render/jobs")
+        assert r.status_code == 403, r.text
+        assert r.json()["error"] == "listing_disabled" and "server.api_key" in r.json()["message"]
+        assert job_id not in r.text
+        assert app.http.get(f"/render/jobs/{job_id}").status_code == 200  # a job's own poll URL stays open
+    finally:
+        app.close()
 
 
 def test_listing_route_pages_filters_and_validates(api):
@@ -143,7 +169,10 @@ def test_listing_route_pages_filters_and_validates(api):
 
     for params, field in (({"limit": 101}, "limit"), ({"limit": 0}, "limit"), ({"status": "done"}, "status"),
                           ({"user_id": "bob"}, "user_id"), ({"cursor": "not-a-cursor"}, "cursor"),
-                          ({"colour": "red"}, "colour")):
+                          ({"colour": "red"}, "colour"),
+                          # thousands of "[": deeper than json.loads can go; longer than any cursor
+                          ({"cursor": base64.urlsafe_b64encode(b"[" * 6000).decode()}, "cursor"),
+                          ({"cursor": "x" * 201}, "cursor")):
         r = api.http.get("/render/jobs", params=params)
         assert r.status_code == 400, (params, r.text)
         assert r.json()["error"] == "validation_failed" and field in r.json()["details"], r.json()

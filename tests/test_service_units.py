@@ -124,6 +124,34 @@ def test_queue_depth_counts_queued_and_running(store):
     new_job(store, depth=2)
 
 
+def test_an_idempotent_replay_is_answered_while_new_jobs_are_refused_for_disk_space(tmp_path):
+    """A retried submit gets its first job back even when the disk ran low since: the key is looked up before
+    the disk check (a new job, or the same key with another payload, is still refused)."""
+    from dataclasses import replace
+
+    from appliance.jobs import StoreUnavailable
+    from appliance.refs import InputRef
+    from appliance.service import JobService, JobSpec
+
+    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models", min_free_mb=0)
+    store = JobStore(settings.jobs_db)
+    try:
+        service = JobService(settings, store, RenderQueue(settings.queue_db))
+        spec = JobSpec(image=InputRef.parse("http://example.com/a.jpg"), texture=InputRef.parse("#112233"))
+        first, created = service.submit(spec, idempotency_key="k1")
+        assert created
+        service.settings = replace(settings, min_free_mb=10_000_000)  # more than any disk here has free
+        again, created = service.submit(spec, idempotency_key="k1")
+        assert (again.job_id, created) == (first.job_id, False)
+        with pytest.raises(StoreUnavailable, match="MB free"):
+            service.submit(spec)
+        with pytest.raises(IdempotencyConflict):
+            service.submit(replace(spec, texture=InputRef.parse("#445566")), idempotency_key="k1")
+    finally:
+        store.close()
+
+
+
 def test_idempotency(store):
     a, created = new_job(store, key="k1")
     b, again = new_job(store, key="k1")

@@ -16,6 +16,7 @@ POST /render/jobs {image_url, texture_url, project_id?, user_id?, mask_url?, opt
                                                                 any job route)
 GET /render/jobs?project_id=&user_id=&status=&limit=&cursor=                      (appliance.listing)
     200 {jobs: [the jobs as GET /render/jobs/{job_id} shows them], next_cursor}: newest first, limit <= 100
+    403 {error: "listing_disabled"}                            (no api_key configured: it would show anyone all jobs)
 GET /render/jobs/{job_id}/events                                                    (appliance.events)
     200 text/event-stream: progress events (poll bodies), then completed | failed; 404 {error: "job_not_found"}
 GET /render/jobs/{job_id}
@@ -25,7 +26,8 @@ GET /render/jobs/{job_id}
 POST /render/jobs/{job_id}/cancel
     200 the job, failed/canceled (it was queued, or already canceled); 202 the job, still processing with
     cancel_requested (it is running; it stops at the next stage boundary); 409 {error: "job_finished"}; 404
-GET /healthz, GET /readyz, GET /metrics (appliance.metrics), GET /results/{path}
+GET /healthz, GET /readyz, GET /metrics (appliance.metrics; 503 store_unavailable while the store cannot be read),
+GET /results/{path}
 
 The routes speak HTTP only: jobs are made and canceled by the job service (appliance.service), the body is
 validated by FastAPI against appliance.schemas.RenderRequest.
@@ -206,7 +208,9 @@ _LIST_DOCS = {**_doc(200, "a page of jobs (poll bodies), newest first; next_curs
                       {"jobs": [_JOB_EXAMPLE], "next_cursor": "WzE3…"}),
               **_doc(400, "invalid filter, limit or cursor", {"error": "validation_failed",
                                                                "details": {"limit": "Input should be less than or "
-                                                                                    "equal to 100"}})}
+                                                                                    "equal to 100"}}),
+              **_doc(403, "no API key is configured (set server.api_key): the listing is off",
+                     {"error": "listing_disabled"})}
 _EVENTS_DOCS = {200: {"description": "text/event-stream: `progress` events (the poll body while processing), then "
                              "one `completed` or `failed` event with the finished poll body; the stream then ends",
                       "content": {"text/event-stream": {"example": 'event: progress\nid: 1\ndata: {"job_id": "4f0d…", '

@@ -164,6 +164,9 @@ def _up(app: Appliance) -> None:
         time.sleep(0.1)
 
 
+BENCH_KEY = "bench-api-key"
+
+
 def phase_events_listing(tmp: Path, models: Path, events: int, jobs: int, database_url: str | None,
                          phases: set[str]) -> dict:
     """The job store is shared with the appliance (worker disabled): this process writes what a worker would."""
@@ -177,10 +180,11 @@ def phase_events_listing(tmp: Path, models: Path, events: int, jobs: int, databa
     port = free_port()
     data = tmp / "events-data"
     config = write_config(tmp / "events.toml", {
-        "paths": {"data_dir": str(data), "model_dir": str(models)}, "server": {"port": port},
+        "paths": {"data_dir": str(data), "model_dir": str(models)}, "server": {"port": port, "api_key": BENCH_KEY},
         "queue": {"depth": 1000}, "worker": {"enabled": False},
-        "cluster": {"database_url": database_url}})
-    app = Appliance(config, port, tmp / "events-server.log").start(wait_ready=False)
+        "cluster": {"database_url": database_url}})  # the listing needs an API key
+    app = Appliance(config, port, tmp / "events-server.log", api_key=BENCH_KEY).start(wait_ready=False)
+    auth = {"Authorization": f"Bearer {BENCH_KEY}"}
     out: dict = {}
     try:
         _up(app)
@@ -193,7 +197,7 @@ def phase_events_listing(tmp: Path, models: Path, events: int, jobs: int, databa
             opened = threading.Event()
 
             def follow() -> None:
-                with httpx.Client(base_url=app.base, trust_env=False, timeout=120) as client:
+                with httpx.Client(base_url=app.base, trust_env=False, timeout=120, headers=auth) as client:
                     with client.stream("GET", f"/render/jobs/{job_id}/events") as r:
                         opened.set()
                         for line in r.iter_lines():
@@ -234,7 +238,7 @@ def phase_events_listing(tmp: Path, models: Path, events: int, jobs: int, databa
                                        timings={"segment": 0.25, "geometry": 0.03, "project": 0.03, "total": 0.32},
                                        backends={"segment": "embedded", "geometry": "embedded"}, warnings=[])
             out["fill_s"] = time.perf_counter() - start
-            client = httpx.Client(base_url=app.base, trust_env=False, timeout=30)
+            client = httpx.Client(base_url=app.base, trust_env=False, timeout=30, headers=auth)
             cursor = None
             for _ in range(50):  # the cursor 50 pages (1000 jobs) deep
                 cursor = client.get("/render/jobs", params={"limit": 20, **({"cursor": cursor} if cursor else {})}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -84,6 +85,25 @@ def test_post_is_refused_while_the_storage_check_fails(api, storage):
         assert refused.json()["error"] == "storage_unavailable" and int(refused.headers["Retry-After"]) > 0
         check = api.http.get("/readyz").json()["checks"]["storage"]
         assert not check["ok"] and "not public" in check["reason"], check
+    finally:
+        storage.buckets["project-images"].public = True
+    until(lambda: api.submit(GOOD).status_code == 201)
+
+
+def test_an_idempotent_retry_gets_its_first_job_while_the_storage_check_fails(api, storage):
+    """The same Idempotency-Key and payload return the first job (Idempotent-Replayed) even while new jobs are
+    refused; another payload under that key stays 409."""
+    key = {"Idempotency-Key": f"retry-{uuid.uuid4()}"}
+    first = api.submit(GOOD, headers=key)
+    assert first.status_code == 201, first.text
+    storage.buckets["project-images"].public = False
+    try:
+        until(lambda: api.submit(GOOD).status_code == 503)
+        again = api.submit(GOOD, headers=key)
+        assert again.status_code == 201, again.text
+        assert again.json()["job_id"] == first.json()["job_id"] and again.headers["Idempotent-Replayed"] == "true"
+        other = api.submit({**GOOD, "texture_url": "#010203"}, headers=key)
+        assert other.status_code == 409 and other.json()["error"] == "idempotency_conflict", other.text
     finally:
         storage.buckets["project-images"].public = True
     until(lambda: api.submit(GOOD).status_code == 201)

@@ -4,6 +4,7 @@ store. A clean stop leaves the whole store in jobs.db; `render-appliance backup`
 
 from __future__ import annotations
 
+import base64
 import shutil
 import sqlite3
 import subprocess
@@ -255,3 +256,87 @@ def test_processes_opening_a_fresh_postgres_store_at_once_all_start():
             for store in stores:
                 store.close()
             assert not errors, errors
+
+
+# --- a real server on PostgreSQL: reads that wait on a lock ------------------------------------------------------
+
+def pg_server(tmp_path, database_url: str, **sections) -> Appliance:
+    port = free_port()
+    config = write_config(tmp_path / "config.toml", {
+        "paths": {"data_dir": str(tmp_path / "data"), "model_dir": str(tmp_path / "models")},
+        "server": {"port": port},
+        "cluster": {"database_url": database_url},
+        "worker": {"enabled": False},  # jobs stay queued
+        **sections,
+    })
+    app = Appliance(config, port, tmp_path / "server.log").start(wait_ready=False)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if app.http.get("/healthz").status_code == 200:
+                return app
+        except Exception:
+            pass
+        assert app.proc.poll() is None and time.monotonic() < deadline, app.log_tail()
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason=NO_POSTGRES)
+def test_metrics_answer_503_while_the_store_cannot_be_read(tmp_path):
+    """A scrape whose store figures cannot be read answers like the job routes (503 store_unavailable +
+    Retry-After), not 500. The server's sessions give up on a lock after 0.5 s (lock_timeout), as a database
+    that an operator holds for a migration would make them."""
+    import psycopg
+
+    with postgres_schema(POSTGRES_URL) as url:
+        app = pg_server(tmp_path, url + "%20-clock_timeout%3D500")
+        try:
+            assert app.submit(GOOD).status_code == 201
+            assert app.http.get("/metrics").status_code == 200
+            with psycopg.connect(url) as conn:
+                conn.execute("LOCK TABLE render_jobs IN ACCESS EXCLUSIVE MODE")
+                r = app.http.get("/metrics")
+                conn.rollback()
+            assert r.status_code == 503, r.text
+            assert r.json()["error"] == "store_unavailable" and int(r.headers["Retry-After"]) > 0
+            assert "render_queue_depth 1.0" in app.http.get("/metrics").text  # the next scrape is whole again
+        finally:
+            app.close()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason=NO_POSTGRES)
+def test_a_cancel_whose_view_waits_on_the_store_stalls_no_other_request(tmp_path):
+    """The cancel answer reads the job's webhook deliveries (PostgreSQL round trips that can wait on locks): built
+    in the thread pool, so /healthz answers meanwhile."""
+    import psycopg
+
+    with postgres_schema(POSTGRES_URL) as url:
+        app = pg_server(tmp_path, url, webhooks={"secret": "whsec_" + base64.b64encode(b"k" * 32).decode(), "allow_networks": ["127.0.0.1"]})
+        try:
+            made = app.submit({**GOOD, "webhook_url": "http://127.0.0.1:9/hook"})
+            assert made.status_code == 201, made.text
+            job_id = made.json()["job_id"]
+            answers: dict[str, object] = {}
+
+            def call(name: str, method: str, path: str) -> None:
+                started = time.monotonic()
+                answers[name] = app.http.request(method, path, timeout=30).status_code
+                answers[name + "_s"] = time.monotonic() - started
+
+            with psycopg.connect(url) as conn:  # the deliveries held (a long migration or backup)
+                conn.execute("LOCK TABLE render_webhook_deliveries IN ACCESS EXCLUSIVE MODE")
+                slow = threading.Thread(target=call, args=("cancel", "POST", f"/render/jobs/{job_id}/cancel"))
+                held_from = time.monotonic()
+                slow.start()
+                time.sleep(0.5)  # the cancel's view is waiting on the lock now
+                fast = threading.Thread(target=call, args=("health", "GET", "/healthz"))
+                fast.start()
+                fast.join(3.0)
+                time.sleep(max(0.0, held_from + 3.0 - time.monotonic()))
+                conn.rollback()
+            slow.join(30)
+            fast.join(30)
+            assert answers["cancel"] == 200 and answers["health"] == 200, answers
+            assert answers["health_s"] < 2.5, answers  # not held until the lock went (about 3 s)
+        finally:
+            app.close()

@@ -14,6 +14,7 @@
                        white = that part: the mask editor includes or excludes a whole part in one click
     origin.json        what a console job was made from ({"kind": "retry", "parent": ...})
     derived.json       the jobs made from this one ([{"kind": "retry", "job_id": ...}, ...]), newest last
+    .derived.lock      held (flock) while derived.json is checked and updated
     .<name>            caches and temp files (thumbnails, overlays): never inputs
 
 The worker keeps the inputs here, the console reads them and the job service links them into derived jobs;
@@ -22,16 +23,18 @@ retention deletes the folder with the job.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .atomic import write_atomic
 
 PHOTO, SWATCH, MASK, MASK_INPUT, PART = "photo", "swatch", "mask", "mask-input", "part"
-ORIGIN, DERIVED = "origin.json", "derived.json"
+ORIGIN, DERIVED, DERIVED_LOCK = "origin.json", "derived.json", ".derived.lock"
 KEPT_RENDER, KEPT_REPORT = "result.png", "result.json"
 MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif", ".bmp": "image/bmp",
          ".tiff": "image/tiff"}
@@ -93,6 +96,8 @@ class JobFolder:
         """Hard-link (else copy) another job's file in as `stem`<suffix>; returns the new file name."""
         target = self.path / f"{stem}{source.suffix}"
         self.path.mkdir(parents=True, exist_ok=True)
+        if target.exists() and os.path.samefile(source, target):  # linked by an earlier, refused try
+            return target.name
         try:
             os.link(source, target)
         except OSError:
@@ -115,12 +120,24 @@ class JobFolder:
         except (OSError, ValueError, KeyError, TypeError):
             return []
 
-    def add_derived(self, kind: str, job_id: str) -> None:
-        # Read-modify-write: two derivations of one job in the same instant could lose one entry; it only feeds
-        # the console's family view and "retry all failed" (which then may retry a job twice), never a status.
-        entries = [{"kind": k, "job_id": j} for k, j in self.derived()] + [{"kind": kind, "job_id": job_id}]
+    @contextmanager
+    def deriving(self) -> Iterator[list[tuple[str, str]]]:
+        """Hold this folder's derivation lock (flock on .derived.lock) and yield derived() as a list: entries
+        appended to it are written (atomically, by rename) when the block ends without an error. Two derivations
+        of one job, in threads or processes, therefore never lose an entry, and a check made inside the block
+        ("no retry yet") still holds when the new entry is written."""
         self.path.mkdir(parents=True, exist_ok=True)  # a job that never fetched its photo has no folder yet
-        self.write(DERIVED, json.dumps(entries).encode())
+        with open(self.path / DERIVED_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            entries = self.derived()
+            before = len(entries)
+            yield entries
+            if len(entries) != before:
+                self.write(DERIVED, json.dumps([{"kind": k, "job_id": j} for k, j in entries]).encode())
+
+    def add_derived(self, kind: str, job_id: str) -> None:
+        with self.deriving() as entries:
+            entries.append((kind, job_id))
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -120,6 +120,21 @@ def live_workers(store: JobStore, settings: Any) -> list[WorkerInfo]:
     return [w for w in store.workers() if now - w.heartbeat_at <= fresh]
 
 
+def has_refiner(store: JobStore, settings: Any) -> bool | None:
+    """Whether the live workers can refine: True when one has a refinement model, False when every live worker
+    reported its models and none has one, None while none has reported yet (all starting, or none running: the
+    worker that claims a job decides). The API's refusal and the console's refinement switch both follow it."""
+    reported = [w.info["models"] for w in live_workers(store, settings)
+                if w.info and isinstance(w.info.get("models"), dict)]
+    if not reported:
+        return None
+    return any(models.get("refine", "none") != "none" for models in reported)
+
+
+class AlreadyDerived(Exception):
+    """The job already has a derived job of this kind (a bulk retry makes at most one retry per job)."""
+
+
 class InputsNotShared(InputError, ValueError):
     """The job's inputs are files on this box that the workers (on other machines) cannot read."""
 
@@ -178,9 +193,7 @@ class JobService:
         and the worker that claims it decides (pipeline_error without a refiner)."""
         if not spec.options.enable_refinement:
             return None
-        reported = [w.info["models"] for w in live_workers(self.store, self.settings)
-                    if w.info and isinstance(w.info.get("models"), dict)]
-        if reported and all(models.get("refine", "none") == "none" for models in reported):
+        if has_refiner(self.store, self.settings) is False:
             return {"options.enable_refinement": "no running worker has a refinement model (it needs the GPU model "
                                                  "set: `render-appliance models pull --set gpu` on a GPU worker)"}
         return None
@@ -218,7 +231,9 @@ class JobService:
             if any(kind == "retry" for kind, _ in JobFolder(self.settings, job.job_id).derived()):
                 continue
             try:
-                outcome.made.append(self.retry(job).job_id)
+                outcome.made.append(self._derive(job, "retry", once=True).job_id)
+            except AlreadyDerived:  # another bulk retry got there first
+                continue
             except FileNotFoundError:
                 outcome.inputs_gone += 1
             except QueueFull:
@@ -235,9 +250,14 @@ class JobService:
         if surface not in {e.surface for e in specs}:
             raise ValueError(f"job {job.job_id[:8]} has no {surface} surface")
         new_id = str(uuid.uuid4())
-        name = JobFolder(self.settings, new_id).write(f"{surface_stem(MASK_INPUT, surface)}.png", mask_png).name
-        specs = tuple(replace(e, mask=InputRef.upload(name)) if e.surface == surface else e for e in specs)
-        return self._derive(job, "mask fix", surfaces=specs, job_id=new_id)
+        folder = JobFolder(self.settings, new_id)
+        try:
+            name = folder.write(f"{surface_stem(MASK_INPUT, surface)}.png", mask_png).name
+            specs = tuple(replace(e, mask=InputRef.upload(name)) if e.surface == surface else e for e in specs)
+            return self._derive(job, "mask fix", surfaces=specs, job_id=new_id)
+        except BaseException:  # the folder is this call's own: nothing of it may stay behind
+            folder.remove()
+            raise
 
     def with_surfaces(self, job: Job, surfaces: Any, uploads: dict[str, bytes] | None = None, *,
                       job_id: str | None = None) -> Job:
@@ -280,11 +300,15 @@ class JobService:
     def _derive(self, job: Job, kind: str, mask_png: bytes | None = None,
                 surfaces: tuple[SurfaceSpec, ...] | None = None, uploads: dict[str, bytes] | None = None,
                 texture: InputRef | None = None, options: dict[str, Any] | None = None,
-                job_id: str | None = None) -> Job:
+                job_id: str | None = None, once: bool = False) -> Job:
         """A new job with the inputs of `job`, made from the files it kept. Raises FileNotFoundError when an
-        uploaded input is gone, QueueFull."""
+        uploaded input is gone, QueueFull, StoreUnavailable; with `once`, AlreadyDerived when `job` already has a
+        derived job of this `kind`. On failure the new folder goes only if this call created it: `job_id` may name
+        a folder the caller filled (the test-render draft with the operator's uploads), which must survive a
+        refusal so that the operator can try again."""
         new_id = job_id or str(uuid.uuid4())
         old, new = JobFolder(self.settings, job.job_id), JobFolder(self.settings, new_id)
+        created = not new.path.exists()
         try:
             for name, data in (uploads or {}).items():
                 if InputRef.upload(name).file_name is None:
@@ -307,11 +331,15 @@ class JobService:
             spec = JobSpec(image=photo, texture=texture, mask=mask,
                            options=RenderOptions.from_mapping({**job.options, **(options or {})}),
                            project_id=job.project_id, user_id=job.user_id, surfaces=carried)
-            made = self.submit(spec, job_id=new_id, made_from={"kind": kind, "parent": job.job_id})[0]
+            with old.deriving() as derived:  # serialized: the check, the job and its entry as one step
+                if once and any(k == kind for k, _ in derived):
+                    raise AlreadyDerived(f"job {job.job_id[:8]} already has a {kind}")
+                made = self.submit(spec, job_id=new_id, made_from={"kind": kind, "parent": job.job_id})[0]
+                derived.append((kind, made.job_id))
         except BaseException:
-            new.remove()
+            if created:
+                new.remove()
             raise
-        old.add_derived(kind, made.job_id)
         return made
 
 

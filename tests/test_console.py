@@ -20,7 +20,7 @@ from appliance.jobs import COMPLETED, FAILED, JobStore
 from appliance.refs import UPLOAD_PREFIX as UPLOAD_REF, upload_name
 from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH, Appliance, free_port, write_config
 
-from console_helpers import (MAX_BYTES, box, browser, drop_file, launch, new_page, page, photos, shot,  # noqa: F401
+from console_fixtures import (MAX_BYTES, box, browser, drop_file, launch, new_page, page, photos, shot,  # noqa: F401
                              stroke, tid, watch)
 
 

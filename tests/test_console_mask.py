@@ -10,9 +10,10 @@ import numpy as np
 from PIL import Image
 
 from appliance.jobs import JobStore
+from pipeline.errors import InputError
 from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH
 
-from console_helpers import box, browser, page, photos, shot, stroke, tid  # noqa: F401
+from console_fixtures import box, browser, page, photos, shot, stroke, tid  # noqa: F401
 
 
 def _synthetic(h=480, w=640):
@@ -58,8 +59,8 @@ def test_snap_grows_a_stroke_or_a_click_to_the_edges():
     path.seek(0)
     try:
         snap_png(path, small.getvalue())
-    except ValueError as exc:
-        assert "10×10" in str(exc)
+    except InputError as exc:
+        assert "10x10" in str(exc)
     else:
         raise AssertionError("a stroke of the wrong size was accepted")
 

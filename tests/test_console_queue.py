@@ -12,7 +12,7 @@ import pytest
 from appliance.jobs import JobStore
 from service_fixtures import SMALL_HOUSE, SWATCH
 
-from console_helpers import box, browser, page, photos, shot, tid  # noqa: F401
+from console_fixtures import box, browser, page, photos, shot, tid  # noqa: F401
 
 ROWS = f"{tid('jobs')} tbody tr"
 

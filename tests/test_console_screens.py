@@ -9,7 +9,7 @@ import pytest
 
 from service_fixtures import SMALL_HOUSE, SWATCH
 
-from console_helpers import ARTIFACTS, box, browser, photos  # noqa: F401
+from console_fixtures import ARTIFACTS, box, browser, photos  # noqa: F401
 
 SIZES = [(1366, 768), (1920, 1080)]
 

@@ -15,7 +15,7 @@ from PIL import Image
 from appliance.jobs import JobStore
 from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH, Appliance, free_port, photo_server, write_config
 
-from console_helpers import CHROMIUM, drop_file, launch, new_page, shot, tid
+from console_fixtures import CHROMIUM, drop_file, launch, new_page, shot, tid
 
 ROOF = "textures/roof_slates_polyhaven_roof_slates_02.png"
 

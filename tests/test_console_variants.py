@@ -15,7 +15,7 @@ from PIL import Image
 from appliance.jobs import JobStore
 from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH
 
-from console_helpers import box, browser, drop_file, page, photos, shot, tid  # noqa: F401
+from console_fixtures import box, browser, drop_file, page, photos, shot, tid  # noqa: F401
 
 OTHER_SWATCH = "textures/stone_ashlar_sand_sh3d_stoneWall.jpg"
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from console_helpers import CHROMIUM, launch, new_page
+from console_fixtures import CHROMIUM, launch, new_page
 from service_fixtures import Appliance, free_port, write_config
 
 OPERATIONS = ("/render/jobs", "/render/jobs/{job_id}", "/render/jobs/{job_id}/cancel")

@@ -273,7 +273,7 @@ def test_finetune_that_makes_things_worse_is_refused(tmp_path, model_dir, shared
 def test_learning_page_lists_deletes_rolls_back_and_starts_a_finetune(tmp_path, model_dir, shared_dir):
     from playwright.sync_api import sync_playwright
 
-    from console_helpers import CHROMIUM, launch, new_page, shot, tid
+    from console_fixtures import CHROMIUM, launch, new_page, shot, tid
     from service_fixtures import Appliance, free_port, write_config
 
     if not Path(CHROMIUM).exists():

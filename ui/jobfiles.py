@@ -94,10 +94,14 @@ def store_upload(settings, job_id: str, stem: str, data: bytes) -> tuple[str, di
     return str(InputRef.upload(name)), info
 
 
+# What the console says when the job store refuses a job (disk full, locked, unreachable): nothing is lost.
+STORE_BUSY = "The job store cannot take a job right now (see the server log); your files are kept. Try again in a moment."
+
+
 def submit(ctx, job_id: str, *, photo: str, texture: str, options: dict, mask: str | None = None,
            made_from: dict | None = None, surfaces: tuple = ()) -> Job:
     """Enqueue a job whose inputs lie in its folder (stored references: "upload:<file>", "#RRGGBB"; `surfaces`:
-    service.SurfaceSpec each). Raises QueueFull (the folder stays, for another try) and pipeline InputError for
+    service.SurfaceSpec each). Raises QueueFull, StoreUnavailable (the folder stays, for another try) and pipeline InputError for
     bad options."""
     from pipeline.options import RenderOptions
 

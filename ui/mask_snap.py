@@ -11,6 +11,8 @@ import io
 
 import numpy as np
 
+from pipeline.images import DEFAULT_MAX_PIXELS, load_mask
+
 MAX_SIDE = 400  # the work scales with the pixels; at this size edges still land within 1-2 photo pixels
 SURE, MAYBE = 4, 5  # flood-fill tolerances (grey levels between neighbours, smoothed photo), tuned below
 RING = 10  # pixels (at MAX_SIDE) around the MAYBE region where GrabCut may still decide either way
@@ -72,19 +74,19 @@ def snap_region(photo: np.ndarray, seeds: np.ndarray, iterations: int = 3) -> np
     return region | seeds
 
 
-def snap_png(photo_path, seeds_png: bytes) -> bytes:
+def snap_png(photo_path, seeds_png: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """The editor's request: the stroke as a PNG of the photo's size (painted = alpha or white) -> the region as
-    a PNG, white = region. Raises ValueError for a stroke image of another size."""
+    a PNG, white = region. Raises InputError for a stroke that is unreadable, paints nothing or is not the photo's
+    size. The stroke goes through the mask rule (pipeline.images.load_mask), its size checked from its header
+    before a pixel is decoded: it may be no larger than the photo, so a huge stroke costs nothing."""
     from PIL import Image, ImageOps
 
     with Image.open(photo_path) as img:
+        w, h = img.size  # the header only: a bad stroke is refused before the photo is decoded
+        if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation: the upright photo is turned
+            w, h = h, w
+        seeds = load_mask(seeds_png, (h, w), max_pixels=min(max_pixels, w * h))
         photo = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-    with Image.open(io.BytesIO(seeds_png)) as img:
-        img.load()
-        if img.size != (photo.shape[1], photo.shape[0]):
-            raise ValueError(f"the stroke is {img.size[0]}×{img.size[1]} px, the photo "
-                             f"{photo.shape[1]}×{photo.shape[0]}")
-        seeds = np.asarray(img.getchannel("A") if "A" in img.getbands() else img.convert("L")) >= 128
     region = snap_region(photo, seeds)
     buffer = io.BytesIO()
     Image.fromarray(region.astype(np.uint8) * 255).save(buffer, "PNG", compress_level=3)

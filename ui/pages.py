@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from appliance.jobdir import MASK, MASK_INPUT, MEDIA, PART, PHOTO, SWATCH, surface_stem
 from appliance.jobs import QueueFull
 from appliance.request_body import read_capped
+from pipeline.errors import InputError
 from pipeline.surfaces import Surface
 
 from . import jobfiles
@@ -177,9 +178,11 @@ def _snap(ctx: Any, job_id: str, data: bytes) -> Response:
     if photo is None:
         return JSONResponse({"error": "inputs_gone", "message": "the photo of this job is no longer on this box"}, 410)
     try:
-        return Response(mask_snap.snap_png(photo, data), media_type="image/png", headers={"Cache-Control": "no-store"})
-    except (ValueError, OSError) as exc:
-        return JSONResponse({"error": "validation_failed", "message": f"stroke: {exc}"}, status_code=400)
+        region = mask_snap.snap_png(photo, data, max_pixels=ctx.settings.max_pixels)
+    except (InputError, ValueError, OSError) as exc:  # the stroke's InputError says what is wrong with it
+        return JSONResponse({"error": "validation_failed", "message": f"stroke: {str(exc).removeprefix('mask: ')}"},
+                            status_code=400)
+    return Response(region, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 def _remask(ctx: Any, job: Any, data: bytes, surface: str | None = None) -> Response:

@@ -9,14 +9,15 @@ service links the kept files: nothing is uploaded again).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
 from nicegui import events, run, ui
 
-from appliance.jobs import QueueFull
+from appliance.jobs import QueueFull, StoreUnavailable
 from appliance.refs import InputRef, normal_colour
-from appliance.service import job_surfaces
+from appliance.service import has_refiner, job_surfaces
 from pipeline.errors import InputError
 from pipeline.options import bounds
 
@@ -24,6 +25,8 @@ from . import jobfiles
 from .components import LOGO, card, file_url, frame, raw, short, tid
 from .job_page import JobPanel
 from .surfaces_ui import EXTRA, SurfacePicker
+
+log = logging.getLogger(__name__)
 
 PAINTS = [("#B04A3A", "Brick red"), ("#8C5A3C", "Terracotta"), ("#C9A66B", "Sand"), ("#E8E1D3", "Off-white"),
           ("#D9D4C7", "Greige"), ("#6B7B8C", "Slate blue"), ("#3E4A3D", "Forest"), ("#2F2F33", "Anthracite")]
@@ -229,6 +232,10 @@ class TestRender:
             self.error.text = (f"The queue is full ({self.ctx.settings.queue_depth} jobs waiting or rendering). "
                                "Try again in a moment.")
             return
+        except StoreUnavailable as exc:
+            log.warning("test render %s: %s", self.draft, exc)
+            self.error.text = jobfiles.STORE_BUSY
+            return
         except InputError as exc:
             self.error.text = "\n".join(getattr(exc, "details", {}).values()) or str(exc)
             return
@@ -279,6 +286,10 @@ class TestRender:
             self.error.text = (f"The queue is full ({self.ctx.settings.queue_depth} jobs waiting or rendering). "
                                "Try again in a moment.")
             return
+        except StoreUnavailable as exc:
+            log.warning("test render %s: %s", self.draft, exc)
+            self.error.text = jobfiles.STORE_BUSY
+            return
         except (FileNotFoundError, ValueError) as exc:
             self.error.text = str(exc)
             return
@@ -296,11 +307,8 @@ class TestRender:
 
 
 def _has_refiner(ctx: Any) -> bool:
-    for worker in ctx.store.workers():
-        models = (worker.info or {}).get("models") or {}
-        if models.get("refine", "none") != "none":
-            return True
-    return False
+    """The switch follows the API's rule: off only where the API would refuse refinement."""
+    return has_refiner(ctx.store, ctx.settings) is not False
 
 
 def register(ctx: Any, auth: Any) -> None:

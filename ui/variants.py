@@ -4,6 +4,7 @@ every render of that photo as a grid with its material, and any two side by side
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
@@ -11,7 +12,7 @@ from nicegui import events, run, ui
 
 from appliance.domain import ACTIVE, JobStatus
 from appliance.jobdir import SWATCH, surface_stem
-from appliance.jobs import COMPLETED, Job, QueueFull
+from appliance.jobs import COMPLETED, Job, QueueFull, StoreUnavailable
 from appliance.refs import InputRef, normal_colour
 from appliance.swatches import SwatchLibrary
 from pipeline.errors import InputError
@@ -22,6 +23,8 @@ from .components import (LOGO, STATUS_WORDS, card, compare_html, file_url, frame
                          short, state_of, tid)
 from .surfaces_ui import EXTRA, LABELS
 from .test_render import PAINTS
+
+log = logging.getLogger(__name__)
 
 
 def library_url(swatch_id: str, name: str = "thumb") -> str:
@@ -219,6 +222,10 @@ class MaterialPicker:
             new = await run.io_bound(make_variant, self.ctx, self.job, self.choice)
         except QueueFull:
             self.error.text = f"The queue is full ({self.ctx.settings.queue_depth} jobs); try again shortly."
+            return
+        except StoreUnavailable as exc:
+            log.warning("variant of %s: %s", self.job.job_id, exc)
+            self.error.text = jobfiles.STORE_BUSY
             return
         except (FileNotFoundError, ValueError, InputError) as exc:
             self.error.text = f"Cannot render this variant: {exc}"

@@ -69,8 +69,12 @@ class Deliveries:
     # --- recording what is owed ---
     def sweep(self, view: Callable[[Job], dict[str, Any]], limit: int = 200) -> int:
         """Record the deliveries owed by jobs with a webhook. `view(job)`: the job's poll body. Returns how many."""
-        rows = self.store._db.execute(_SELECT + " WHERE webhook_pending = 1 AND status IN (?, ?, ?) LIMIT ?",
-                                      (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.RUNNING, limit)).fetchall()
+        # Finished jobs first, then the oldest: running jobs that subscribed to progress keep their flag while they
+        # run, so in table order a few hundred of them would fill every batch and hold back the final events.
+        rows = self.store._db.execute(
+            _SELECT + " WHERE webhook_pending = 1 AND status IN (?, ?, ?) "
+            "ORDER BY CASE WHEN status = ? THEN 1 ELSE 0 END, created_at, job_id LIMIT ?",
+            (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.RUNNING, JobStatus.RUNNING, limit)).fetchall()
         made = 0
         for job in map(Job.from_row, rows):
             events = job.webhook_events or list(DEFAULT_WEBHOOK_EVENTS)
@@ -105,7 +109,8 @@ class Deliveries:
         now = time.time()
         rows = self.store._db.execute(
             _DSELECT + " WHERE state = ? AND next_attempt_at <= ? AND (lease_expires_at IS NULL OR "
-            "lease_expires_at < ?) ORDER BY next_attempt_at LIMIT ?", (DeliveryState.PENDING, now, now, limit)).fetchall()
+            "lease_expires_at < ?) ORDER BY CASE WHEN event = ? THEN 1 ELSE 0 END, next_attempt_at LIMIT ?",
+            (DeliveryState.PENDING, now, now, WebhookEvent.PROGRESS, limit)).fetchall()  # final events first
         claimed = []
         for delivery in map(Delivery.from_row, rows):
             if self.store._write("UPDATE render_webhook_deliveries SET lease_owner = ?, lease_expires_at = ? "

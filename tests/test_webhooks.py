@@ -260,3 +260,54 @@ def test_receiver_down_across_an_appliance_kill_and_restart(tmp_path, model_dir,
             assert hook.requests[0]["body"]["job_id"] == job_id and hook.requests[0]["body"]["event"] == "completed"
     finally:
         svc.close()
+
+
+
+def _running_job(store: JobStore, url: str) -> str:
+    """A running job that subscribed to progress, seen in a stage."""
+    job_id = str(uuid.uuid4())
+    store.create(job_id=job_id, image_url="http://x/p.jpg", texture_url="#112233", mask_url=None, options={},
+                 project_id=None, user_id=None, idempotency_key=None, request_hash=None, queue_depth=100,
+                 webhook_url=url, webhook_events=["progress", "completed"])
+    assert store.claim(job_id, "w", 30) and store.set_stage(job_id, "w", "downloading", 0.0)
+    time.sleep(0.002)  # distinct created_at
+    return job_id
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_final_events_are_swept_before_progress_ones(tmp_path, backend):
+    """Running jobs that subscribed to progress stay flagged while they run: a batch must still take the finished
+    job (created and updated after them) first, then the oldest running ones. On PostgreSQL the planner is held
+    to a sequential scan, the plan it picks when most of a big table matches: rows then come in heap order, where
+    the finished job (updated last) is at the end."""
+    if backend == "postgresql":
+        from service_fixtures import NO_POSTGRES, POSTGRES_URL, postgres_schema
+        if not POSTGRES_URL:
+            pytest.skip(NO_POSTGRES)
+        context = postgres_schema(POSTGRES_URL)
+    else:
+        context = contextlib.nullcontext(str(tmp_path / "jobs.db"))
+    with context as where:
+        if backend == "postgresql":
+            where += "%20-cenable_indexscan%3Doff%20-cenable_bitmapscan%3Doff%20-cenable_indexonlyscan%3Doff"
+        store = JobStore(where)
+        outbox = Deliveries(store)
+        running = [_running_job(store, "http://127.0.0.1:9/hook") for _ in range(6)]
+        finished = _finished_job(store, "http://127.0.0.1:9/hook")
+        assert outbox.sweep(_view, limit=3) == 3
+        assert [d.event for d in outbox.for_job(finished)] == ["completed"]  # in the first batch of 3
+        assert [len(outbox.for_job(j)) for j in running] == [1, 1, 0, 0, 0, 0]  # then the oldest running ones
+        store.close()
+
+
+def test_final_deliveries_are_claimed_before_older_progress_ones(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    outbox = Deliveries(store)
+    for _ in range(4):
+        _running_job(store, "http://127.0.0.1:9/hook")
+    assert outbox.sweep(_view) == 4  # four progress deliveries, due first
+    finished = _finished_job(store, "http://127.0.0.1:9/hook")
+    assert outbox.sweep(_view) == 1
+    [first] = outbox.claim_due("me", 30, limit=1)
+    assert (first.job_id, first.event) == (finished, "completed")
+    store.close()

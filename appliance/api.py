@@ -196,31 +196,31 @@ _JOB_EXAMPLE = {"job_id": "4f0d…", "status": "processing", "stage": "segment",
 _POST_DOCS = {**_doc(201, "accepted", {"job_id": "4f0d…", "status": "processing",
                                        "poll_url": "http://appliance:8080/render/jobs/4f0d…"}),
               **_doc(400, "invalid request", {"error": "validation_failed", "details": {"image_url": "required"}}),
-              **_doc(401, "missing or wrong API key", {"error": "unauthorized"}),
-              **_doc(409, "Idempotency-Key reused with another payload", {"error": "idempotency_conflict"}),
-              **_doc(415, "the body was not sent as application/json", {"error": "unsupported_media_type"}),
+              **_doc(401, "missing or wrong API key", {"error": HttpError.UNAUTHORIZED}),
+              **_doc(409, "Idempotency-Key reused with another payload", {"error": HttpError.IDEMPOTENCY_CONFLICT}),
+              **_doc(415, "the body was not sent as application/json", {"error": HttpError.UNSUPPORTED_MEDIA_TYPE}),
               **_doc(503, "queue full, or the job store cannot serve (locked, disk full, unreachable); see "
-                          "Retry-After", {"error": "queue_full", "retry_after": 10})}
+                          "Retry-After", {"error": HttpError.QUEUE_FULL, "retry_after": 10})}
 _GET_DOCS = {**_doc(200, "the job: processing (stage, progress, queue_position) | completed (result_url) | failed "
                          f"(error_code in {', '.join(ErrorCode)}; error_message)", _JOB_EXAMPLE),
-             **_doc(404, "unknown job", {"error": "job_not_found"})}
+             **_doc(404, "unknown job", {"error": HttpError.JOB_NOT_FOUND})}
 _LIST_DOCS = {**_doc(200, "a page of jobs (poll bodies), newest first; next_cursor is null on the last page",
                       {"jobs": [_JOB_EXAMPLE], "next_cursor": "WzE3…"}),
               **_doc(400, "invalid filter, limit or cursor", {"error": "validation_failed",
                                                                "details": {"limit": "Input should be less than or "
                                                                                     "equal to 100"}}),
               **_doc(403, "no API key is configured (set server.api_key): the listing is off",
-                     {"error": "listing_disabled"})}
+                     {"error": HttpError.LISTING_DISABLED})}
 _EVENTS_DOCS = {200: {"description": "text/event-stream: `progress` events (the poll body while processing), then "
                              "one `completed` or `failed` event with the finished poll body; the stream then ends",
                       "content": {"text/event-stream": {"example": 'event: progress\nid: 1\ndata: {"job_id": "4f0d…", '
                                                                    '"status": "processing", "stage": "segment", '
                                                                    '"progress": 0.3}\n\n'}}},
-                **_doc(404, "unknown job", {"error": "job_not_found"})}
+                **_doc(404, "unknown job", {"error": HttpError.JOB_NOT_FOUND})}
 _CANCEL_DOCS = {**_doc(200, "canceled (it was queued) or already canceled", _JOB_EXAMPLE),
                 **_doc(202, "running: it stops at the next stage boundary", _JOB_EXAMPLE),
-                **_doc(409, "already finished", {"error": "job_finished"}),
-                **_doc(404, "unknown job", {"error": "job_not_found"})}
+                **_doc(409, "already finished", {"error": HttpError.JOB_FINISHED}),
+                **_doc(404, "unknown job", {"error": HttpError.JOB_NOT_FOUND})}
 
 
 def _authorizer(*api_keys: str | None) -> Callable[[Request], ApiError | None]:
@@ -382,7 +382,8 @@ def ops_router(ctx: AppContext) -> APIRouter:
         return Response(body, media_type=content_type)
 
     @router.get("/results/{path:path}", tags=["results"], summary="A result stored on the appliance's disk",
-                responses=_doc(404, "no such result (or results live in Supabase Storage)", {"error": "not_found"}),
+                responses=_doc(404, "no such result (or results live in Supabase Storage)",
+                               {"error": HttpError.NOT_FOUND}),
                 response_class=FileResponse)
     async def result_file(path: str) -> Response:
         found = ctx.storage.resolve(path)  # None for remote storage: its result_url points elsewhere

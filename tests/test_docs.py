@@ -94,3 +94,21 @@ def test_swagger_ui_renders_the_operations_offline(api):
     shown = {p.replace("\u200b", "").strip() for p in paths}
     for op in OPERATIONS:
         assert op in shown, (op, shown)
+
+
+def test_http_error_names_are_defined_once_and_documented():
+    """The API's error names live in appliance.domain.HttpError: no route spells one as its own string literal
+    (a typo there would answer a name no client knows), and the README documents each."""
+    import ast
+
+    from appliance.domain import HttpError
+
+    names = {e.value for e in HttpError}
+    root = Path(__file__).resolve().parent.parent
+    for module in ("appliance/api.py", "appliance/events.py"):
+        tree = ast.parse((root / module).read_text())
+        spelled = [(node.lineno, node.value) for node in ast.walk(tree)
+                   if isinstance(node, ast.Constant) and node.value in names]
+        assert not spelled, (module, spelled)
+    readme = (root / "README.md").read_text()
+    assert not [n for n in names if n not in readme], sorted(n for n in names if n not in readme)

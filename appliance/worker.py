@@ -191,10 +191,15 @@ class Worker:
                 return False
             if getattr(exc, "retryable", False) and job.attempts < self.settings.max_attempts \
                     and self._keep_render(job, png, report) and self.store.requeue(job.job_id, self.owner):
+                # another upload of this path follows (here or on another worker): no delayed delete may hit it
+                self.storage.upload_follows(job.job_id, job.user_id, job.project_id)
                 delay = self.settings.upload_retry_delay
                 log.warning("job %s: upload failed (%s); render kept, upload again in %g s (attempt %d of %d)",
                             job.job_id, message, delay, job.attempts + 1, self.settings.max_attempts)
                 self.queue.enqueue(job.job_id, delay=delay)
+                return False
+            if self.store.cancel_requested(job.job_id):  # canceled while uploading (requeue refuses a canceled job)
+                self._finish(attempt, ErrorCode.CANCELED, "canceled by request while running", report=report)
                 return False
             self._finish(attempt, ErrorCode.UPLOAD_FAILED, message, report=report)
             return False

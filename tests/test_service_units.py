@@ -523,3 +523,98 @@ def test_cluster_without_a_shared_folder_refuses_console_uploads_and_retries_fro
     shared, settings = service(queue_url="redis://queue.lan:6379/0", shared_data_dir=True)
     again = shared.retry(job)
     assert again.image_url == "upload:photo.jpg"  # the kept download, linked into the new job's folder
+
+
+def _upload_rig(tmp_path, shared_dir, stack, **settings_extra):
+    """A worker factory over one job store, a real photo server and the Storage contract double, and a job
+    creator: what the upload-retry tests below share."""
+    import dataclasses
+
+    from appliance.storage.supabase import SupabaseStorage
+    from appliance.worker import Worker
+    from pipeline import Pipeline
+    from pipeline.geometry import LineGeometry
+    from service_fixtures import SMALL_HOUSE, photo_server
+    from supabase_storage_server import running_storage_server
+
+    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models",
+                        fetch_allow_networks=("127.0.0.1",), upload_retry_delay=30, max_attempts=3, **settings_extra)
+    store, queue = JobStore(settings.jobs_db), RenderQueue(settings.queue_db)
+    import numpy as np
+    from PIL import Image
+
+    from service_fixtures import SMALL_HOUSE_SIZE
+
+    w, h = SMALL_HOUSE_SIZE
+    mask = np.zeros((h, w), np.uint8)
+    mask[100:300, 100:500] = 255  # a client mask: no segmentation model needed
+    extra = tmp_path / "www-extra"
+    extra.mkdir()
+    Image.fromarray(mask).save(extra / "mask.png")
+    photos = stack.enter_context(photo_server(shared_dir / "data", extra))
+    bucket = stack.enter_context(running_storage_server())
+
+    def worker(name: str, **storage_options):
+        storage = SupabaseStorage(bucket.url, bucket.service_key, **storage_options)
+        storage.backoff_seconds = 0.05
+        return Worker(dataclasses.replace(settings, worker_name=name), store, queue, storage,
+                      Pipeline(None, LineGeometry()))
+
+    def new_job() -> str:
+        job, _ = store.create(job_id=str(uuid.uuid4()), image_url=f"{photos}/{SMALL_HOUSE}", texture_url="#AA0000",
+                              mask_url=f"{photos}/mask.png", options={}, project_id=None, user_id="u1", idempotency_key=None,
+                              request_hash=None, queue_depth=5)
+        return job.job_id
+
+    return store, bucket, worker, new_job
+
+
+def test_an_upload_given_up_on_and_redone_by_another_worker_is_not_deleted_later(tmp_path, shared_dir):
+    """The first worker's upload gets no answer (given up on: its path is deleted at once and was also scheduled
+    for a second delete); the job goes back to the queue and a second worker (cluster mode) uploads it. The
+    first worker's delayed delete must not remove that upload: result_url still answers 200 after it was due."""
+    import contextlib
+
+    import httpx
+
+    with contextlib.ExitStack() as stack:
+        store, bucket, worker, new_job = _upload_rig(tmp_path, shared_dir, stack)
+        first, second = worker("w1", retries=0), worker("w2")
+        first.storage.orphan_recheck_seconds = 1.5
+        job_id = new_job()
+        bucket.drop_next(1)  # read, then the connection closed without an answer
+        first.process(job_id)
+        assert store.get(job_id).status == QUEUED
+        second.process(job_id)  # the delayed message, taken by the other worker
+        done = store.get(job_id)
+        assert done.status == COMPLETED, done
+        time.sleep(2.5)  # past the first worker's second delete
+        answer = httpx.get(done.result_url)
+        assert answer.status_code == 200 and answer.content.startswith(b"\x89PNG")
+
+
+def test_a_job_canceled_while_its_upload_is_retried_ends_canceled(tmp_path, shared_dir):
+    import contextlib
+    import threading
+
+    with contextlib.ExitStack() as stack:
+        store, bucket, worker, new_job = _upload_rig(tmp_path, shared_dir, stack)
+        w = worker("w1", retry_seconds=3.0)
+        job_id = new_job()
+        bucket.fail_for(60, status=503)  # an outage: the upload is retried for retry_seconds
+
+        def cancel_once_uploading():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                job = store.get(job_id)
+                if job.stage == "uploading":
+                    store.request_cancel(job_id)
+                    return
+                time.sleep(0.02)
+
+        canceller = threading.Thread(target=cancel_once_uploading)
+        canceller.start()
+        w.process(job_id)
+        canceller.join()
+        job = store.get(job_id)
+        assert (job.status, job.error_code) == (FAILED, "canceled"), job

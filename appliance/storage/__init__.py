@@ -55,6 +55,11 @@ class ResultStorage(Protocol):
         """Remove a stored result; best effort (retention), never raises."""
         ...
 
+    def upload_follows(self, job_id: str, user_id: str | None, project_id: str | None) -> None:
+        """The job goes back to the queue to upload its result again (maybe on another worker): drop any delete of
+        its path this backend scheduled after a failed upload."""
+        ...
+
     def check(self) -> str | None:
         """None when the storage is usable, else a reason (for /readyz)."""
         ...

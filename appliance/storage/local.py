@@ -39,6 +39,9 @@ class LocalStorage:
         except (OSError, ValueError) as exc:
             log.warning("could not delete result of job %s: %s", job_id, exc)
 
+    def upload_follows(self, job_id: str, user_id: str | None, project_id: str | None) -> None:
+        """Nothing scheduled here: a local save never gives up half way."""
+
     def check(self) -> str | None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)

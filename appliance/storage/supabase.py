@@ -10,8 +10,8 @@ Retry policy (`retry_policy`, tenacity): exponential backoff from `backoff_secon
 capped at `retries` more attempts; ONLY for 5xx (either form) and transport errors (connect/read/write errors,
 timeouts, a dropped connection). Anything 4xx (bad key, missing bucket, type not allowed, ...) fails at once.
 Re-sending an upload is safe because it is sent with upsert. An upload given up on may still land later (a
-stalled server finishes it): the object path is then deleted, best effort, and retention deletes it again with
-the job.
+stalled server finishes it): the object path is then deleted, best effort, at once and again a minute later (dropped
+by `upload_follows` when the job is re-queued to upload again), and retention deletes it again with the job.
 
 Size: a standard upload is refused above the server's limit (50 MiB by default) and the bucket's
 `file_size_limit`; both are checked before sending (the bucket's read once), so an oversized result fails at once
@@ -140,6 +140,12 @@ class SupabaseStorage:
             log.warning("could not delete result of job %s from Supabase Storage: %s", job_id, exc)
             return
         self._remove(path)
+
+    def upload_follows(self, job_id: str, user_id: str | None, project_id: str | None) -> None:
+        # The worker re-queues the job to upload it again: that upload (perhaps by another worker, which knows
+        # nothing of this timer) must not be deleted. The immediate delete was done; retention deletes the path
+        # of a job that ends upload_failed.
+        self._recheck(object_path(job_id, user_id, project_id), None)
 
     def _recheck(self, path: str, timer: threading.Timer | None) -> None:
         with self._rechecks_lock:

@@ -75,6 +75,12 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
 
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image once its EXIF orientation is applied, from the header alone."""
+    w, h = img.size
+    return (h, w) if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)  # turned by 90 degrees
+
+
 def load_photo(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = MIN_PHOTO_SIDE) -> np.ndarray:
     """The house photo as uint8 RGB (H, W, 3), upright (EXIF orientation applied)."""
     img = ImageOps.exif_transpose(_open(source, "photo", max_pixels))

@@ -181,3 +181,31 @@ def test_two_bulk_retries_at_once_retry_each_job_once(tmp_path):
     assert len(made) == len(failed), made
     for job_id in failed:
         assert [k for k, _ in JobFolder(ctx.settings, job_id).derived()] == ["retry"]
+
+
+def test_snap_takes_a_stroke_of_the_upright_photo(tmp_path):
+    """A phone photo stored sideways with an EXIF turn: the editor shows it upright, and so is its stroke."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from pipeline.errors import InputError
+    from ui.mask_snap import snap_png
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise to show
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 48), (180, 80, 50)).save(photo, exif=exif)
+
+    def stroke(w: int, h: int) -> bytes:
+        rgba = np.zeros((h, w, 4), np.uint8)
+        rgba[10:20, 10:20] = 255
+        buffer = io.BytesIO()
+        Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
+        return buffer.getvalue()
+
+    region = Image.open(io.BytesIO(snap_png(photo, stroke(48, 64))))
+    assert region.size == (48, 64) and np.asarray(region)[15, 15] == 255
+    with pytest.raises(InputError, match="64x48"):
+        snap_png(photo, stroke(64, 48))

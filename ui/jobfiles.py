@@ -115,15 +115,14 @@ def photo_size(settings, job_id: str) -> tuple[int, int] | None:
     """(width, height) of the job's photo, upright: the size a paint mask must have."""
     from PIL import Image
 
+    from pipeline.images import upright_size
+
     mask = find(settings, job_id, MASK)
     path = mask or find(settings, job_id, PHOTO)
     if path is None:
         return None
     with Image.open(path) as img:
-        w, h = img.size
-        if mask is None and img.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation: turned by 90 degrees
-            w, h = h, w
-    return w, h
+        return img.size if mask is not None else upright_size(img)  # the pipeline's mask is upright already
 
 
 def check_mask(settings, job_id: str, data: bytes):

@@ -11,7 +11,7 @@ import io
 
 import numpy as np
 
-from pipeline.images import DEFAULT_MAX_PIXELS, load_mask
+from pipeline.images import DEFAULT_MAX_PIXELS, load_mask, upright_size
 
 MAX_SIDE = 400  # the work scales with the pixels; at this size edges still land within 1-2 photo pixels
 SURE, MAYBE = 4, 5  # flood-fill tolerances (grey levels between neighbours, smoothed photo), tuned below
@@ -82,9 +82,7 @@ def snap_png(photo_path, seeds_png: bytes, *, max_pixels: int = DEFAULT_MAX_PIXE
     from PIL import Image, ImageOps
 
     with Image.open(photo_path) as img:
-        w, h = img.size  # the header only: a bad stroke is refused before the photo is decoded
-        if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation: the upright photo is turned
-            w, h = h, w
+        w, h = upright_size(img)  # the header only: a bad stroke is refused before the photo is decoded
         seeds = load_mask(seeds_png, (h, w), max_pixels=min(max_pixels, w * h))
         photo = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
     region = snap_region(photo, seeds)

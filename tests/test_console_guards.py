@@ -209,3 +209,30 @@ def test_snap_takes_a_stroke_of_the_upright_photo(tmp_path):
     assert region.size == (48, 64) and np.asarray(region)[15, 15] == 255
     with pytest.raises(InputError, match="64x48"):
         snap_png(photo, stroke(64, 48))
+
+
+def test_a_mask_fix_the_store_refuses_is_a_clear_503(tmp_path, shared_dir):
+    """The mask editor shows the message and keeps the painted mask; no half-made job folder stays behind."""
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from appliance.context import AppContext
+    from ui import jobfiles
+    from ui.pages import _remask
+
+    ctx, _ = _ctx(tmp_path)
+    job = _uploaded_job(ctx, shared_dir)
+    w, h = jobfiles.photo_size(ctx.settings, job.job_id)
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((h, w), 255, np.uint8)).save(buffer, "PNG")
+    full_disk = AppContext(settings=replace(ctx.settings, min_free_mb=10 ** 12), store=ctx.store, queue=ctx.queue,
+                           storage=ctx.storage)
+    folders = {p.name for p in ctx.settings.job_dir(job.job_id).parent.iterdir()}
+    answer = _remask(full_disk, job, buffer.getvalue())
+    assert answer.status_code == 503, answer.body
+    assert json.loads(answer.body) == {"error": "store_unavailable", "message": jobfiles.STORE_BUSY}
+    assert {p.name for p in ctx.settings.job_dir(job.job_id).parent.iterdir()} == folders
+    assert _remask(ctx, job, buffer.getvalue()).status_code == 201  # room again: the same mask goes through

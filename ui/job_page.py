@@ -10,7 +10,7 @@ from nicegui import run, ui
 
 from appliance.domain import ACTIVE, ErrorCode, is_canceled
 from appliance.jobdir import MASK, MASK_INPUT, PHOTO, SWATCH
-from appliance.jobs import COMPLETED, FAILED, QUEUED, RUNNING, Job, QueueFull
+from appliance.jobs import COMPLETED, FAILED, QUEUED, RUNNING, Job, QueueFull, StoreUnavailable
 from appliance.refs import InputRef
 from appliance.service import CancelOutcome
 from pipeline.stages import PipelineStage
@@ -319,6 +319,9 @@ class JobPanel:
             new = await run.io_bound(self.ctx.service.retry, job)
         except QueueFull:
             ui.notify(f"The queue is full ({self.ctx.settings.queue_depth} jobs); try again shortly", type="negative")
+            return
+        except StoreUnavailable:
+            ui.notify(jobfiles.STORE_BUSY, type="negative")
             return
         except (FileNotFoundError, ValueError) as exc:
             ui.notify(f"Cannot retry: {exc}", type="negative")

@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 
 from appliance.jobdir import MASK, MASK_INPUT, MEDIA, PART, PHOTO, SWATCH, surface_stem
-from appliance.jobs import QueueFull
+from appliance.jobs import QueueFull, StoreUnavailable
 from appliance.request_body import read_capped
 from pipeline.errors import InputError
 from pipeline.surfaces import Surface
@@ -196,5 +196,8 @@ def _remask(ctx: Any, job: Any, data: bytes, surface: str | None = None) -> Resp
     except QueueFull:
         return JSONResponse({"error": "queue_full", "message": f"the queue is full ({ctx.settings.queue_depth} jobs "
                                                                "waiting or rendering); try again shortly"}, 503)
+    except StoreUnavailable as exc:  # the editor keeps the painted mask: the operator sends it again
+        log.warning("mask fix of %s: %s", job.job_id, exc)
+        return JSONResponse({"error": "store_unavailable", "message": jobfiles.STORE_BUSY}, 503)
     log.info("job %s: mask fix of %s", new.job_id, job.job_id)
     return JSONResponse({"job_id": new.job_id}, status_code=201)

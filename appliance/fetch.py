@@ -17,7 +17,8 @@ What it guarantees:
   HTTP 502/503/504;
 - a total deadline per file (`policy.total_timeout`, all hops and retries together) and, when given, the job's
   own deadline: connect/read timeouts restart on every byte, so a server that trickles one byte a second is cut
-  off by a watchdog that shuts the socket down when the deadline passes (`_Deadline`).
+  off by a watchdog that shuts the socket down when the deadline passes (`Deadline`, also used by webhook
+  deliveries; `Deadlines` lets a closing pool cut its threads' connections).
 Decompression bombs are not handled here: the pipeline checks pixel counts when it decodes.
 
 How the connection is pinned to the checked address
@@ -36,16 +37,18 @@ name is never reused for another), with `trust_env=False` so that no proxy from 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 import httpx
 
-__all__ = ["DownloadError", "FetchPolicy", "fetch_image", "check_url_syntax"]
+__all__ = ["DownloadError", "FetchPolicy", "fetch_image", "check_url_syntax", "Deadline", "Deadlines"]
 
 MAX_URL_LENGTH = 2048
 _RETRY_DELAY = 0.25  # seconds before the retry of a transient failure
@@ -80,21 +83,20 @@ class FetchPolicy:
     total_timeout: float = 60.0  # seconds for the whole file, however slowly the bytes come
 
 
-class _Deadline:
-    """When a download must be over: the file's total deadline or the job's, whichever is first. While armed, a
-    timer shuts down the socket in use at that moment, so a blocked read returns at once."""
+class Deadline:
+    """A time (time.monotonic() seconds) by which network I/O must be over. While armed (`with`), a timer shuts down
+    the socket in use at that moment, so a blocked read or a peer that trickles bytes returns at once; `cut()` does
+    it now (a pool that closes). Pass `trace` as the request's httpx "trace" extension so it knows the socket."""
 
-    def __init__(self, policy: FetchPolicy, job_deadline: float | None):
-        now = time.monotonic()
-        self.job_bound = job_deadline is not None and job_deadline < now + policy.total_timeout
-        self.at = job_deadline if self.job_bound else now + policy.total_timeout
-        self.total = policy.total_timeout
+    def __init__(self, at: float):
+        self.at = at
+        self.cut_short = False  # cut() ended it before its time
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
-        self._timer = threading.Timer(max(0.0, self.at - now), self._expire)
+        self._timer = threading.Timer(max(0.0, at - time.monotonic()), self._expire)
         self._timer.daemon = True
 
-    def __enter__(self) -> "_Deadline":
+    def __enter__(self) -> "Deadline":
         self._timer.start()
         return self
 
@@ -107,6 +109,12 @@ class _Deadline:
     @property
     def expired(self) -> bool:
         return self.left() <= 0
+
+    def cut(self) -> None:
+        """End it now: the I/O in flight fails at once, and so does any connection made after."""
+        self.cut_short = True
+        self.at = min(self.at, time.monotonic())
+        self._expire()
 
     def trace(self, event: str, info: dict) -> None:
         """httpcore's trace extension: remember the socket of each new connection (TCP, then TLS)."""
@@ -126,7 +134,49 @@ class _Deadline:
             except OSError:
                 pass
 
+
+class Deadlines:
+    """The deadlines in use by a pool's threads, so that closing the pool cuts their connections at once (Python
+    joins executor threads at exit: a download left running would hold the process up)."""
+
+    def __init__(self) -> None:
+        self._live: set[Deadline] = set()
+        self._lock = threading.Lock()
+        self.closed = False
+
+    @contextlib.contextmanager
+    def track(self, deadline: Deadline) -> Iterator[Deadline]:
+        with self._lock:
+            self._live.add(deadline)
+            closed = self.closed
+        if closed:
+            deadline.cut()
+        try:
+            yield deadline
+        finally:
+            with self._lock:
+                self._live.discard(deadline)
+
+    def cut_all(self) -> None:
+        with self._lock:
+            self.closed = True
+            live = list(self._live)
+        for deadline in live:
+            deadline.cut()
+
+
+class _Deadline(Deadline):
+    """When a download must be over: the file's total deadline or the job's, whichever is first."""
+
+    def __init__(self, policy: FetchPolicy, job_deadline: float | None):
+        now = time.monotonic()
+        self.job_bound = job_deadline is not None and job_deadline < now + policy.total_timeout
+        self.total = policy.total_timeout
+        super().__init__(job_deadline if self.job_bound else now + policy.total_timeout)
+
     def error(self, what: str, host: str) -> "DownloadError":
+        if self.cut_short:
+            return DownloadError(f"{what}: the download from {host} was stopped (shutting down)")
         if self.job_bound:
             return DownloadError(f"{what}: the job's time limit ran out while downloading from {host}")
         return DownloadError(f"{what}: the download from {host} took longer than {self.total:g} s in total "
@@ -158,13 +208,15 @@ def check_url_syntax(url: str) -> str | None:
     return None
 
 
-def fetch_image(url: str, *, what: str, policy: FetchPolicy, deadline: float | None = None) -> bytes:
+def fetch_image(url: str, *, what: str, policy: FetchPolicy, deadline: float | None = None,
+                deadlines: Deadlines | None = None) -> bytes:
     """Download the image at `url` under `policy`; raise DownloadError("{what}: reason") on any failure.
-    `deadline` (time.monotonic() seconds): the job's own limit, when it comes before the file's total one."""
+    `deadline` (time.monotonic() seconds): the job's own limit, when it comes before the file's total one.
+    `deadlines`: the group of a pool whose closing stops this download at once."""
     reason = check_url_syntax(url)
     if reason:
         raise DownloadError(f"{what}: invalid URL: {reason}")
-    with _Deadline(policy, deadline) as clock:
+    with _Deadline(policy, deadline) as clock, (deadlines.track(clock) if deadlines else contextlib.nullcontext()):
         return _fetch(httpx.URL(url), what, policy, clock)
 
 

@@ -17,6 +17,7 @@ process (a thread); claims make several of them share the work.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -34,7 +35,7 @@ import httpx
 
 from . import metrics
 from .deliveries import Deliveries, Delivery, DeliveryState
-from .fetch import _parse_allow_list, _refusal
+from .fetch import Deadline, Deadlines, _parse_allow_list, _refusal
 from .jobs import Job, JobStore
 
 log = logging.getLogger("appliance.webhooks")
@@ -43,6 +44,7 @@ POLL_SECONDS = 0.2  # how often the outbox is swept and due deliveries are looke
 PRUNE_SECONDS = 600.0  # how often finished deliveries past the retention are forgotten
 PARALLEL = 4  # deliveries in flight at once (one slow receiver does not hold up the others)
 USER_AGENT = "render-appliance/0.1 (webhook)"
+ANSWER_BYTES = 1024  # of a receiver's answer, only this much is read (for last_error)
 
 
 def signing_key(secret: str) -> bytes:
@@ -64,9 +66,11 @@ class Attempt:
 
 
 def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
-         allow_networks: tuple[str, ...] = ()) -> Attempt:
+         allow_networks: tuple[str, ...] = (), deadlines: Deadlines | None = None) -> Attempt:
     """One attempt: the host resolved and checked here (the same SSRF guard as downloads), the connection made to
-    the checked address, no redirects followed, no proxy from the environment."""
+    the checked address, no redirects followed, no proxy from the environment. `timeout`: seconds for the whole
+    attempt; of the answer only its first ANSWER_BYTES are read. `deadlines`: the dispatcher's, which cuts the
+    attempt when it stops."""
     target = httpx.URL(url)
     host = target.raw_host.decode("ascii").lower().rstrip(".")
     port = target.port or (443 if target.scheme == "https" else 80)
@@ -85,29 +89,53 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
             if reason:
                 return Attempt(DeliveryState.FAILED, error=f"{host} is {reason} ({address}); only public "
                                                           "addresses are allowed (webhooks.allow_networks)")
-    extensions = {"sni_hostname": host} if target.scheme == "https" else {}
+    extensions: dict = {"sni_hostname": host} if target.scheme == "https" else {}
     last = "no address"
-    for address in addresses:
-        pinned = target.copy_with(host=str(address))
-        try:
-            with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-                request = client.build_request("POST", pinned, content=body, extensions=extensions,
-                                               headers={**headers, "Host": target.netloc.decode("ascii")})
-                response = client.send(request)
-        except httpx.ConnectError as exc:
-            last = f"cannot connect to {host} ({type(exc).__name__})"
-            continue
-        except httpx.HTTPError as exc:
-            return Attempt(DeliveryState.PENDING, error=f"{host}: {type(exc).__name__}: {exc}"[:300])
-        return _judge(response)
+    # One deadline for the whole attempt (connect, send, answer), kept by fetch's watchdog: httpx's timeouts restart
+    # on every byte, so a receiver that trickles its answer would hold a delivery slot for ever without it.
+    clock = Deadline(time.monotonic() + timeout)
+    with clock, (deadlines.track(clock) if deadlines else contextlib.nullcontext()):
+        extensions["trace"] = clock.trace
+        for address in addresses:
+            pinned = target.copy_with(host=str(address))
+            try:
+                with httpx.Client(timeout=max(0.01, clock.left()), follow_redirects=False, trust_env=False) as client:
+                    request = client.build_request("POST", pinned, content=body, extensions=extensions,
+                                                   headers={**headers, "Host": target.netloc.decode("ascii")})
+                    response = client.send(request, stream=True)
+                    try:
+                        answer = b"" if response.is_success else _head(response, clock)
+                    finally:
+                        response.close()
+            except httpx.HTTPError as exc:
+                if clock.cut_short:
+                    return Attempt(DeliveryState.PENDING, error=f"{host}: stopped (shutting down)")
+                if clock.expired:
+                    return Attempt(DeliveryState.PENDING, error=f"{host}: no complete answer within {timeout:g} s "
+                                                                "(webhooks.timeout_seconds)")
+                if isinstance(exc, httpx.ConnectError):
+                    last = f"cannot connect to {host} ({type(exc).__name__})"
+                    continue
+                return Attempt(DeliveryState.PENDING, error=f"{host}: {type(exc).__name__}: {exc}"[:300])
+            return _judge(response, answer)
     return Attempt(DeliveryState.PENDING, error=last)
 
 
-def _judge(response: httpx.Response) -> Attempt:
+def _head(response: httpx.Response, clock: Deadline) -> bytes:
+    """The first ANSWER_BYTES of an answer's body: enough for the error text; the rest is never read."""
+    head = b""
+    for chunk in response.iter_bytes():
+        head += chunk
+        if len(head) >= ANSWER_BYTES or clock.expired:
+            break
+    return head[:ANSWER_BYTES]
+
+
+def _judge(response: httpx.Response, answer: bytes) -> Attempt:
     status = response.status_code
     if 200 <= status < 300:
         return Attempt(DeliveryState.DELIVERED, status)
-    error = f"HTTP {status}: {response.text[:200]}".strip()
+    error = f"HTTP {status}: {answer.decode('utf-8', 'replace')[:200]}".strip()
     if 400 <= status < 500 and status not in (408, 429):
         return Attempt(DeliveryState.FAILED, status, error)
     retry_after = response.headers.get("retry-after", "")
@@ -131,6 +159,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="webhook")
+        self._deadlines = Deadlines()  # the attempts in flight, cut when the dispatcher stops
         self._busy: set[str] = set()
         self._lock = threading.Lock()
         self._pruned_at = 0.0
@@ -143,6 +172,7 @@ class Dispatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        self._deadlines.cut_all()  # attempts in flight end now (recorded for a retry), so the pool's threads exit
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
@@ -184,7 +214,8 @@ class Dispatcher:
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "webhook-id": delivery.delivery_id,
                    "webhook-timestamp": str(timestamp),
                    "webhook-signature": sign(s.webhook_secret or "", delivery.delivery_id, timestamp, body)}
-        result = post(delivery.url, body, headers, timeout=s.webhook_timeout, allow_networks=s.webhook_allow_networks)
+        result = post(delivery.url, body, headers, timeout=s.webhook_timeout, allow_networks=s.webhook_allow_networks,
+                      deadlines=self._deadlines)
         outcome = {DeliveryState.DELIVERED: "delivered", DeliveryState.FAILED: "refused"}.get(result.state, "retry")
         next_at = None
         state = result.state

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import http.server
 import json
 import secrets
@@ -310,4 +311,80 @@ def test_final_deliveries_are_claimed_before_older_progress_ones(tmp_path):
     assert outbox.sweep(_view) == 1
     [first] = outbox.claim_due("me", 30, limit=1)
     assert (first.job_id, first.event) == (finished, "completed")
+    store.close()
+
+
+@contextlib.contextmanager
+def trickling_receiver(status: int, body_bytes: int = 100_000, every: float = 0.1, burst: int = 2000) -> Iterator[str]:
+    """A receiver that reads the delivery, answers `status` with a long body, and sends that body (after `burst`
+    bytes at once) one byte per `every` seconds (a misbehaving or hostile endpoint)."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn):
+        with conn:
+            conn.settimeout(5)
+            try:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                conn.sendall(f"HTTP/1.1 {status} Whatever\r\nContent-Length: {body_bytes}\r\n"
+                             f"Content-Type: text/plain\r\n\r\n".encode() + b"x" * burst)
+                while not stop.wait(every):
+                    conn.sendall(b"x")
+            except OSError:
+                pass
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    finally:
+        stop.set()
+        server.close()
+
+
+@pytest.mark.parametrize("status", [500, 200])
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_attempts_deadline(status):
+    """httpx's read timeout restarts on every byte: the attempt's total deadline ends it, and only the first KiB of
+    an error answer is read (a 2xx answer's body not at all)."""
+    with trickling_receiver(status) as url:
+        started = time.monotonic()
+        result = post(url, b"{}", {"Content-Type": "application/json"}, timeout=1.5,
+                      allow_networks=("127.0.0.1",))
+        took = time.monotonic() - started
+    if status == 200:
+        assert result.state == "delivered" and took < 1.5, (result, took)
+    else:
+        assert result.state == "pending" and result.status == 500 and took < 3, (result, took)
+        assert result.error.startswith("HTTP 500: xxx") and len(result.error) < 300
+
+
+def test_stopping_the_dispatcher_cuts_a_delivery_in_flight(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    dispatcher = Dispatcher(dataclasses.replace(_settings(tmp_path), webhook_timeout=60.0), store, _view)
+    with trickling_receiver(500, every=0.5, burst=0) as url:
+        _finished_job(store, url)
+        dispatcher.start()
+        deadline = time.monotonic() + 10
+        while not dispatcher._busy and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert dispatcher._busy, "the delivery never started"
+        time.sleep(0.3)  # in flight: reading the trickled answer
+        started = time.monotonic()
+        dispatcher.stop()
+        while dispatcher._busy and time.monotonic() - started < 10:
+            time.sleep(0.02)
+        assert not dispatcher._busy and time.monotonic() - started < 3
+        [d] = Deliveries(store).for_job(store.list_jobs()[0].job_id)
+        assert d.state == "pending" and "stopped" in d.last_error
     store.close()

@@ -17,12 +17,17 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable
 
+from .fetch import Deadlines
+
 log = logging.getLogger("appliance.prefetch")
 
 
 class Prefetcher:
-    def __init__(self, fetch: Callable[[str], bytes], *, depth: int = 2, workers: int = 2):
+    """`fetch(url, deadlines)`: the download, its deadline tracked in `deadlines` so that close() can cut it."""
+
+    def __init__(self, fetch: Callable[[str, Deadlines], bytes], *, depth: int = 2, workers: int = 2):
         self.fetch, self.depth = fetch, depth
+        self._deadlines = Deadlines()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
         self._lock = threading.Lock()
         self._files: dict[tuple[str, str], Future] = {}  # (job id, url) -> its download
@@ -35,7 +40,7 @@ class Prefetcher:
             for key in {k for k in self._files if k[0] != current} - wanted:
                 self._files.pop(key).cancel()  # not started: never runs; running: its bytes are dropped
             for key in wanted - set(self._files):
-                self._files[key] = self._pool.submit(self.fetch, key[1])
+                self._files[key] = self._pool.submit(self.fetch, key[1], self._deadlines)
 
     def take(self, job_id: str, url: str) -> Future | None:
         """The prefetched download of `url` for `job_id` (done or in flight), or None."""
@@ -47,4 +52,7 @@ class Prefetcher:
             for future in self._files.values():
                 future.cancel()
             self._files.clear()
+        # Python joins executor threads at exit: a download in flight from a slow server would hold a stopping
+        # worker past its stop budget, so its socket is shut now.
+        self._deadlines.cut_all()
         self._pool.shutdown(wait=False, cancel_futures=True)

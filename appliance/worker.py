@@ -87,7 +87,8 @@ class Worker:
             from .prefetch import Prefetcher
 
             policy = self._policy
-            self.prefetch = Prefetcher(lambda url: fetch_image(url, what="prefetch", policy=policy),
+            self.prefetch = Prefetcher(lambda url, deadlines: fetch_image(url, what="prefetch", policy=policy,
+                                                                          deadlines=deadlines),
                                        depth=settings.prefetch_jobs, workers=2)
         self._studio = StudioData(settings.data_dir)
         self._parser_version: tuple | None = None  # the pipeline was built with the shipped parser weights

@@ -556,3 +556,34 @@ def io_png(array) -> bytes:
     out = io.BytesIO()
     Image.fromarray(array).save(out, "PNG")
     return out.getvalue()
+
+
+def test_a_stopping_worker_cuts_a_prefetch_stuck_on_a_slow_server(tmp_path, photo):
+    """Python joins executor threads at exit, so a prefetch blocked on a server that has not answered would hold
+    a SIGTERMed worker past its stop budget: shutdown() shuts its socket and the pool's thread ends at once."""
+    import threading
+
+    from appliance.config import Settings
+    from appliance.jobs import JobStore
+    from appliance.queue import RenderQueue
+    from appliance.storage.local import LocalStorage
+    from appliance.worker import Worker
+
+    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models", fetch_allow_networks=LOCAL,
+                        prefetch_jobs=1)
+    worker = Worker(settings, JobStore(settings.jobs_db), RenderQueue(settings.queue_db),
+                    LocalStorage(settings.results_dir, "http://x"), None)
+    with serve() as srv:
+        srv.routes["/stuck.jpg"] = jpeg(photo, delay=30.0)  # answers long after any stop budget
+        worker.prefetch.ahead([("next-job", [f"{srv.base}/stuck.jpg"])])
+        deadline = time.monotonic() + 5
+        while not srv.hits.get("/stuck.jpg") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert srv.hits.get("/stuck.jpg"), "the prefetch never reached the server"
+        pool = [t for t in threading.enumerate() if t.name.startswith("prefetch")]
+        assert pool
+        started = time.monotonic()
+        worker.shutdown()
+        for thread in pool:
+            thread.join(5)
+        assert not any(t.is_alive() for t in pool) and time.monotonic() - started < 3

@@ -19,6 +19,7 @@ GET /render/jobs?project_id=&user_id=&status=&limit=&cursor=                    
     403 {error: "listing_disabled"}                            (no api_key configured: it would show anyone all jobs)
 GET /render/jobs/{job_id}/events                                                    (appliance.events)
     200 text/event-stream: progress events (poll bodies), then completed | failed; 404 {error: "job_not_found"}
+    503 {error: "too_many_streams"} + Retry-After              (server.events_max_streams streams open)
 GET /render/jobs/{job_id}
     200 {job_id, status: processing | completed | failed, ...}; processing: stage, progress (0-1), and
         queue_position while waiting; completed: result_url; failed: error_code, error_message
@@ -54,7 +55,7 @@ from .jobs import IdempotencyConflict, Job, JobStore, QueueFull, StoreUnavailabl
 from .readiness import readiness
 from .request_body import BodyError, declares_body, is_json_type, parse_json, read_capped
 from .deliveries import webhook_state
-from .events import event_stream
+from .events import Streams
 from .listing import list_page
 from .schemas import ListQuery, RenderRequest, problems
 from .service import CancelOutcome, JobSpec
@@ -63,6 +64,9 @@ MAX_BODY = 64 * 1024
 STORE_RETRY_AFTER = 5  # seconds: a lock usually clears, an operator frees disk or restarts the database
 STORAGE_RETRY_AFTER = 10  # seconds: the storage check is re-run every 5 s
 log = logging.getLogger("appliance.api")
+
+
+STREAMS_RETRY_AFTER = 5  # seconds: a stream slot frees as soon as a job ends or a client leaves
 
 
 class ApiError(Exception):
@@ -216,7 +220,9 @@ _EVENTS_DOCS = {200: {"description": "text/event-stream: `progress` events (the 
                       "content": {"text/event-stream": {"example": 'event: progress\nid: 1\ndata: {"job_id": "4f0d…", '
                                                                    '"status": "processing", "stage": "segment", '
                                                                    '"progress": 0.3}\n\n'}}},
-                **_doc(404, "unknown job", {"error": HttpError.JOB_NOT_FOUND})}
+                **_doc(404, "unknown job", {"error": HttpError.JOB_NOT_FOUND}),
+                **_doc(503, "server.events_max_streams streams are open (see Retry-After); poll the job instead",
+                       {"error": HttpError.TOO_MANY_STREAMS})}
 _CANCEL_DOCS = {**_doc(200, "canceled (it was queued) or already canceled", _JOB_EXAMPLE),
                 **_doc(202, "running: it stops at the next stage boundary", _JOB_EXAMPLE),
                 **_doc(409, "already finished", {"error": HttpError.JOB_FINISHED}),
@@ -316,6 +322,8 @@ def job_router(ctx: AppContext) -> APIRouter:
             raise ApiError(404, HttpError.JOB_NOT_FOUND)
         return JSONResponse(view)
 
+    streams = Streams(settings.events_max_streams, settings.events_max_stream_seconds)
+
     def read_view(job_id: str) -> dict[str, Any] | None:
         job = store.get(job_id)
         return None if job is None else job_view(job, store)
@@ -323,9 +331,13 @@ def job_router(ctx: AppContext) -> APIRouter:
     @router.get("/render/jobs/{job_id}/events", responses=_EVENTS_DOCS, response_class=Response,
                 summary="A job's progress as server-sent events, until it ends")
     async def job_events(job_id: str) -> Response:
+        if streams.full():  # each open stream reads the store 5 times a second
+            raise ApiError(503, HttpError.TOO_MANY_STREAMS, f"{streams.limit} event streams are open "
+                           "(server.events_max_streams); poll GET /render/jobs/{job_id} or retry later",
+                           headers={"Retry-After": str(STREAMS_RETRY_AFTER)})
         if await run_in_threadpool(store.get, job_id) is None:
             raise ApiError(404, HttpError.JOB_NOT_FOUND)
-        return event_stream(job_id, read_view)
+        return streams.response(job_id, read_view)
 
     @router.post("/render/jobs/{job_id}/cancel", summary="Cancel a job", responses=_CANCEL_DOCS)
     async def cancel_job(job_id: str) -> Response:

@@ -71,6 +71,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     api_key: str | None = None
     console_password: str | None = None  # operator console login; required for the console once api_key is set
+    events_max_streams: int = 32  # live event streams open at once (each reads the store 5 times a second)
+    events_max_stream_seconds: float = 3600.0  # a stream ends after this; the client reconnects or polls
     metrics_token: str | None = None  # bearer token for GET /metrics (the api_key is accepted too)
     # [render]
     max_pixels: int = 40_000_000
@@ -347,6 +349,8 @@ SCHEMA: dict[tuple[str, str], tuple[str, Callable[[str, Any], Any], str | None]]
     ("server", "cors_origins"): ("cors_origins", _origins, "RENDER_CORS_ORIGINS"),
     ("server", "api_key"): ("api_key", _text(True), "RENDER_API_KEY"),
     ("server", "console_password"): ("console_password", _text(True), "RENDER_CONSOLE_PASSWORD"),
+    ("server", "events_max_streams"): ("events_max_streams", _number(int, 0, 100_000), None),
+    ("server", "events_max_stream_seconds"): ("events_max_stream_seconds", _number(float, 1, 86_400), None),
     ("server", "metrics_token"): ("metrics_token", _text(True), "RENDER_METRICS_TOKEN"),
     # at most Pillow's own decompression-bomb refusal (2 x its default MAX_IMAGE_PIXELS, ~179 MP), which we leave as
     # it is: a higher setting could never be honoured

@@ -85,3 +85,4 @@ class HttpError(StrEnum):
     QUEUE_FULL = "queue_full"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     STORE_UNAVAILABLE = "store_unavailable"
+    TOO_MANY_STREAMS = "too_many_streams"  # GET /render/jobs/{id}/events over server.events_max_streams

@@ -15,7 +15,7 @@ claims the job in the appliance's own job store and writes `--events` stage/prog
 intervals, stamping each write; the latency is the event's arrival minus that stamp (one clock). Phase 4 (listing)
 fills the job store with `--jobs` jobs (100 users, 500 projects, a tenth failed, the 20 newest queued, the rest completed) and times
 GET /render/jobs: the first page, each filter, and a page deep in the cursor chain. Targets: event latency
-p50 <= 50 ms; listing p50 <= 10 ms. With --database-url the job store is that PostgreSQL database (a fresh schema).
+max <= 250 ms (streams read the store every 200 ms); listing p50 <= 10 ms. With --database-url the job store is that PostgreSQL database (a fresh schema).
 """
 
 from __future__ import annotations
@@ -289,7 +289,8 @@ def main() -> None:
         ev = more["events"]
         print(f"\nSSE event latency (store write -> event received), {store_name}, n={len(ev)} "
               f"(missed {more['events_missed']}): p50 {percentile(ev, 50):.1f} ms  p95 {percentile(ev, 95):.1f} ms  "
-              f"max {max(ev):.1f} ms   target p50 <= 50 ms: {'OK' if percentile(ev, 50) <= 50 else 'MISSED'}")
+              f"max {max(ev):.1f} ms   target max <= 250 ms (one 200 ms read + delivery): "
+              f"{'OK' if max(ev) <= 250 else 'MISSED'}")
     if "listing" in more:
         print(f"\nGET /render/jobs at {args.jobs} jobs, {store_name} (filled in {more['fill_s']:.1f} s), "
               "300 sequential requests each")

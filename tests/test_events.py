@@ -98,3 +98,45 @@ def test_stream_refusals_and_cors(svc):
         assert r.headers["access-control-allow-origin"] == ORIGIN
         events = read_events(r)
     assert events[-1][0] == "failed" and events[-1][1]["error_code"] == "download_failed"
+
+
+def test_streams_are_capped_and_end_after_their_lifetime(tmp_path, model_dir):
+    """Each open stream reads the store 5 times a second: over server.events_max_streams a new one is refused with
+    503 too_many_streams and a Retry-After, and a stream ends by itself after server.events_max_stream_seconds
+    (freeing its place; an EventSource reconnects)."""
+    port = free_port()
+    config = write_config(tmp_path / "config.toml", {
+        "paths": {"data_dir": str(tmp_path / "data"), "model_dir": str(model_dir)},
+        "server": {"port": port, "api_key": KEY, "events_max_streams": 1, "events_max_stream_seconds": 2},
+        "worker": {"enabled": False},  # the job stays queued: its stream would never end by itself
+    })
+    app = Appliance(config, port, tmp_path / "server.log", api_key=KEY).start(wait_ready=False)  # no worker: not ready
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if app.http.get("/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        job = app.submit({"image_url": "http://127.0.0.1:9/none.jpg", "texture_url": "#010203"}).json()["job_id"]
+        started = time.monotonic()
+        with app.http.stream("GET", f"/render/jobs/{job}/events", timeout=10) as first:
+            assert first.status_code == 200
+            lines = first.iter_lines()
+            head = [next(lines)]
+            while head[-1] != "":  # the first event, whole: the stream is open and counted
+                head.append(next(lines))
+            assert "event: progress" in head, head
+            second = app.http.get(f"/render/jobs/{job}/events", timeout=10)
+            assert second.status_code == 503 and second.json()["error"] == "too_many_streams", second.text
+            assert int(second.headers["retry-after"]) > 0
+            rest = list(lines)  # ends at its lifetime
+        events = [line for line in rest if line.startswith("event:")]
+        lasted = time.monotonic() - started
+        assert 1.5 < lasted < 6 and events == [], (lasted, rest)  # nothing changed: no event, then the end
+        with app.http.stream("GET", f"/render/jobs/{job}/events", timeout=10) as again:
+            assert again.status_code == 200  # its place was freed
+    finally:
+        app.close()

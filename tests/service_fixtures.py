@@ -286,4 +286,17 @@ def slow_pipeline(settings):
 
     base = from_settings(settings)  # what the worker builds by default
     base.geometry = SlowGeometry(base.geometry, float(os.environ.get("RENDER_TEST_GEOMETRY_DELAY", "2.0")))
+    pause = float(os.environ.get("RENDER_TEST_STAGE_PAUSE", "0"))
+    if pause:  # each stage lasts at least this long: longer than one read of a live event stream (200 ms)
+        run = base.run
+
+        def paused_run(*args, progress=None, **kwargs):
+            def report(stage, fraction):
+                if progress is not None:
+                    progress(stage, fraction)
+                if fraction == 0.0:
+                    time.sleep(pause)
+            return run(*args, progress=report, **kwargs)
+
+        base.run = paused_run
     return base

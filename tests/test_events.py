@@ -34,7 +34,9 @@ def svc(tmp_path_factory, model_dir):
         "worker": {"pipeline": "service_fixtures:slow_pipeline", "lease_seconds": 10},
     })
     app = Appliance(config, port, tmp / "server.log", api_key=KEY,
-                    env={"RENDER_TEST_GEOMETRY_DELAY": str(DELAY)}).start()
+                    env={"RENDER_TEST_GEOMETRY_DELAY": str(DELAY),
+                         # every stage outlasts a stream's 200 ms read, so each one is seen (not coalesced)
+                         "RENDER_TEST_STAGE_PAUSE": "0.5"}).start()
     yield app
     app.close()
 

@@ -72,7 +72,9 @@ def setup(tmp_path_factory, shared_dir, model_dir):
             "fetch": {"allow_networks": ["127.0.0.1"]},
             "worker": {"pipeline": "service_fixtures:slow_pipeline", "lease_seconds": 10},
         })
-        app = Appliance(config, port, tmp / "server.log", env={"RENDER_TEST_GEOMETRY_DELAY": str(GEOMETRY_DELAY)})
+        app = Appliance(config, port, tmp / "server.log", env={"RENDER_TEST_GEOMETRY_DELAY": str(GEOMETRY_DELAY),
+                                                                   # each stage outlasts an event stream's 200 ms read
+                                                                   "RENDER_TEST_STAGE_PAUSE": "0.4"})
         stack.callback(app.close)
         app.start()
         yield {"allowed": allowed, "refused": refused, "photos": photos, "app": app, "api": api,

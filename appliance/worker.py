@@ -31,6 +31,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from pipeline.images import encode_png
+
 from . import metrics
 from .build import fetch_policy
 from .config import Settings
@@ -528,17 +530,6 @@ def _urls(job: Job) -> list[str]:
 
 def _timings(result: Any) -> dict[str, float]:
     return {k: round(v, 4) for k, v in result.timings.items()}
-
-
-def encode_png(image) -> bytes:
-    """RGB (H, W, 3) or grey (H, W) uint8 -> PNG bytes."""
-    import cv2
-
-    ok, data = cv2.imencode(".png", image[:, :, ::-1] if image.ndim == 3 else image,
-                            [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return data.tobytes()
 
 
 def pid_alive(pid: int) -> bool:

@@ -149,3 +149,14 @@ def load_mask(source: Source, shape: tuple[int, int], *, max_pixels: int = DEFAU
     if not mask.any():
         raise InputError("mask: it paints nothing (no pixel is white)")
     return mask
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """RGB (H, W, 3) or grey (H, W) uint8 -> PNG bytes (the results and the masks a job keeps)."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", image[:, :, ::-1] if image.ndim == 3 else image,
+                            [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return data.tobytes()

@@ -5,7 +5,6 @@ surfaces" makes a job with another set of surfaces from the kept photo, and a su
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -15,7 +14,7 @@ from PIL import Image
 from appliance.jobs import JobStore
 from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH, Appliance, free_port, photo_server, write_config
 
-from console_fixtures import CHROMIUM, drop_file, launch, new_page, shot, tid
+from console_fixtures import browser, drop_file, page, shot, tid  # noqa: F401 (fixtures; this module's own box)
 
 ROOF = "textures/roof_slates_polyhaven_roof_slates_02.png"
 
@@ -33,27 +32,6 @@ def box(tmp_path_factory, model_dir):
     svc.data_dir = tmp / "data"
     yield svc
     svc.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch(pw)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, box):
-    errors: list[str] = []
-    p = new_page(browser, errors)
-    yield p
-    p.close()
-    assert not errors, errors
 
 
 def _store(box) -> JobStore:

@@ -10,7 +10,7 @@ service links the kept files: nothing is uploaded again).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import Request
 from nicegui import events, run, ui
@@ -224,23 +224,11 @@ class TestRender:
                    "stage_timeout_seconds": float(self.timeout.value) if self.timeout.value else None}
         if self.mode.value == "swatch" and self.swatch_width.value:
             options["swatch_width_m"] = float(self.swatch_width.value)
-        self.submit_button.props("loading")
-        try:
-            job = await run.io_bound(jobfiles.submit, self.ctx, self.draft, photo=self.photo.ref, texture=texture,
-                                     options=options, made_from={"kind": "test render"}, surfaces=self.surfaces())
-        except QueueFull:
-            self.error.text = (f"The queue is full ({self.ctx.settings.queue_depth} jobs waiting or rendering). "
-                               "Try again in a moment.")
+        job = await self._submit(InputError, jobfiles.submit, self.ctx, self.draft, photo=self.photo.ref,
+                                 texture=texture, options=options, made_from={"kind": "test render"},
+                                 surfaces=self.surfaces())
+        if job is None:
             return
-        except StoreUnavailable as exc:
-            log.warning("test render %s: %s", self.draft, exc)
-            self.error.text = jobfiles.STORE_BUSY
-            return
-        except InputError as exc:
-            self.error.text = "\n".join(getattr(exc, "details", {}).values()) or str(exc)
-            return
-        finally:
-            self.submit_button.props(remove="loading")
         self.submitted = True
         self.error.text = ""
         if not paint:  # the swatch joins the library (once per file), named after its file
@@ -277,24 +265,31 @@ class TestRender:
     def surfaces(self) -> tuple:
         return tuple(spec for p in self.pickers if (spec := p.spec()) is not None)
 
-    async def submit_surfaces(self) -> None:
-        """A job made from `base` with this set of surfaces (its photo and wall linked over, not uploaded)."""
+    async def _submit(self, refused: type[Exception] | tuple[type[Exception], ...], fn: Callable[..., Any],
+                      *args: Any, **kwargs: Any) -> Any:
+        """Run a submit off the event loop; a refusal (queue full, store busy, `refused`) is explained on the form
+        and answers None, with the draft's files kept for another try."""
         self.submit_button.props("loading")
         try:
-            job = await run.io_bound(self.ctx.service.with_surfaces, self.base, self.surfaces(), job_id=self.draft)
+            return await run.io_bound(fn, *args, **kwargs)
         except QueueFull:
             self.error.text = (f"The queue is full ({self.ctx.settings.queue_depth} jobs waiting or rendering). "
                                "Try again in a moment.")
-            return
         except StoreUnavailable as exc:
             log.warning("test render %s: %s", self.draft, exc)
             self.error.text = jobfiles.STORE_BUSY
-            return
-        except (FileNotFoundError, ValueError) as exc:
-            self.error.text = str(exc)
-            return
+        except refused as exc:
+            self.error.text = "\n".join(getattr(exc, "details", {}).values()) or str(exc)
         finally:
             self.submit_button.props(remove="loading")
+        return None
+
+    async def submit_surfaces(self) -> None:
+        """A job made from `base` with this set of surfaces (its photo and wall linked over, not uploaded)."""
+        job = await self._submit((FileNotFoundError, ValueError), self.ctx.service.with_surfaces, self.base,
+                                 self.surfaces(), job_id=self.draft)
+        if job is None:
+            return
         self.submitted = True
         self.changed()
         self.form.set_visibility(False)

@@ -187,20 +187,28 @@ class Appliance:
         return self
 
     def wait_ready(self, timeout: float = 120) -> dict:
+        """Until /readyz says 200 (models, store, queue, storage and worker usable)."""
+        return self._wait_for("/readyz", timeout)
+
+    def wait_alive(self, timeout: float = 120) -> dict:
+        """Until /healthz answers 200: the HTTP side is up (for boxes that are never ready, e.g. without a worker)."""
+        return self._wait_for("/healthz", timeout)
+
+    def _wait_for(self, path: str, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"appliance exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                r = self.http.get("/readyz")
+                r = self.http.get(path)
                 last = r.json()
                 if r.status_code == 200:
                     return last
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, ValueError) as exc:
                 last = repr(exc)
             time.sleep(0.1)
-        raise TimeoutError(f"not ready after {timeout} s: {last}\n{self.log_tail()}")
+        raise TimeoutError(f"{path} not 200 after {timeout} s: {last}\n{self.log_tail()}")
 
     def log_tail(self, n: int = 60) -> str:
         try:

@@ -23,17 +23,7 @@ def api(tmp_path_factory):
         "worker": {"enabled": False},  # accepted jobs just wait: these tests are about the HTTP edge
     })
     app = Appliance(config, port, tmp / "server.log").start(wait_ready=False)
-    deadline_ok = False
-    for _ in range(600):
-        try:
-            if app.http.get("/healthz").status_code == 200:
-                deadline_ok = True
-                break
-        except Exception:
-            pass
-        import time
-        time.sleep(0.1)
-    assert deadline_ok, app.log_tail()
+    app.wait_alive()
     yield app
     app.close()
 

@@ -345,13 +345,7 @@ def test_password_sign_in_when_an_api_key_is_set(tmp_path, browser):
     })
     svc = Appliance(config, port, tmp_path / "server.log", api_key="api-secret").start(wait_ready=False)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if svc.http.get("/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        svc.wait_alive(60)
         anonymous = httpx.Client(base_url=svc.base, trust_env=False)
         assert anonymous.get(f"/console/files/{uuid.uuid4()}/photo").status_code == 401
         assert anonymous.post("/render/jobs", json={}).status_code == 401

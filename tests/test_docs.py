@@ -4,11 +4,9 @@ appliance, and Swagger UI renders the job operations in chromium with every non-
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from console_fixtures import CHROMIUM, launch, new_page
@@ -27,15 +25,7 @@ def api(tmp_path_factory, model_dir):
         "worker": {"enabled": False},  # the doc pages need no worker
     })
     app = Appliance(config, port, tmp / "server.log").start(wait_ready=False)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if app.http.get("/healthz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, app.log_tail()
-        time.sleep(0.1)
+    app.wait_alive(60)
     yield app
     app.close()
 

@@ -114,14 +114,7 @@ def test_streams_are_capped_and_end_after_their_lifetime(tmp_path, model_dir):
     })
     app = Appliance(config, port, tmp_path / "server.log", api_key=KEY).start(wait_ready=False)  # no worker: not ready
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if app.http.get("/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        app.wait_alive(60)
         job = app.submit({"image_url": "http://127.0.0.1:9/none.jpg", "texture_url": "#010203"}).json()["job_id"]
         started = time.monotonic()
         with app.http.stream("GET", f"/render/jobs/{job}/events", timeout=10) as first:

@@ -6,7 +6,6 @@ planner picks, and the route through a real `render-appliance serve` (no worker:
 from __future__ import annotations
 
 import base64
-import time
 import uuid
 
 import httpx
@@ -98,15 +97,7 @@ def serve(tmp, model_dir, api_key: str | None) -> Appliance:
         "worker": {"enabled": False},  # jobs stay queued: the listing sees a stable set
     })
     app = Appliance(config, port, tmp / "server.log", api_key=api_key).start(wait_ready=False)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if app.http.get("/healthz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, app.log_tail()
-        time.sleep(0.1)
+    app.wait_alive(60)
     return app
 
 

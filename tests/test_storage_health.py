@@ -56,14 +56,7 @@ def api(tmp_path_factory, storage):
     })
     app = Appliance(config, port, tmp / "server.log",
                     env={"SUPABASE_URL": storage.url, "SUPABASE_SERVICE_ROLE_KEY": storage.service_key})
-    app.start(wait_ready=False)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if app.http.get("/healthz").status_code == 200:
-                break
-        except Exception:
-            time.sleep(0.1)
+    app.start(wait_ready=False).wait_alive()
     yield app
     app.close()
 

@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from appliance.jobs import JobStore, StoreUnavailable
-from service_fixtures import NO_POSTGRES, POSTGRES_URL, ROOT, Appliance, _clean_env, free_port, postgres_schema, write_config
+from service_fixtures import NO_POSTGRES, POSTGRES_URL, ROOT, Appliance, free_port, postgres_schema, write_config
 
 GOOD = {"image_url": "http://example.com/a.jpg", "texture_url": "#aabbcc"}
 
@@ -270,15 +270,8 @@ def pg_server(tmp_path, database_url: str, **sections) -> Appliance:
         **sections,
     })
     app = Appliance(config, port, tmp_path / "server.log").start(wait_ready=False)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if app.http.get("/healthz").status_code == 200:
-                return app
-        except Exception:
-            pass
-        assert app.proc.poll() is None and time.monotonic() < deadline, app.log_tail()
-        time.sleep(0.1)
+    app.wait_alive()
+    return app
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason=NO_POSTGRES)

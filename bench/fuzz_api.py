@@ -37,12 +37,7 @@ def main() -> int:
             "server": {"port": port}, "queue": {"depth": 100_000}, "worker": {"enabled": False}})
         app = Appliance(config, port, tmp / "server.log").start(wait_ready=False)
         try:
-            for _ in range(600):
-                try:
-                    if app.http.get("/healthz").status_code == 200:
-                        break
-                except Exception:
-                    time.sleep(0.1)
+            app.wait_alive(60)
             started = time.monotonic()
             run = subprocess.run([args.st, "run", f"{app.base}/openapi.json", "--checks", "all",
                                   "--max-examples", str(args.max_examples)], capture_output=True, text=True)

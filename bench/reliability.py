@@ -126,13 +126,7 @@ def locked_store(tmp, model_dir, photos, n):
 
 def low_disk(tmp, model_dir, photos, n):
     app = appliance(tmp, model_dir, store={"min_free_mb": 10_000_000}).start(wait_ready=False)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if app.http.get("/healthz").status_code == 200:
-                break
-        except Exception:
-            time.sleep(0.2)
+    app.wait_alive()
     r = app.submit({"image_url": f"{photos}/{SMALL_HOUSE}", "texture_url": "#112233"})
     ready = app.http.get("/readyz")
     app.close()

@@ -17,12 +17,12 @@ function python() {
 }
 
 /**
- * @param {{queueDepth?: number, geometryDelay?: number, corsOrigins?: string[], supabase?: boolean,
- *          apiKey?: string, startTimeoutMs?: number}} opts
+ * @param {{queueDepth?: number, geometryDelay?: number, stagePause?: number, corsOrigins?: string[],
+ *          supabase?: boolean, apiKey?: string, startTimeoutMs?: number}} opts
  */
 export async function startAppliance(opts = {}) {
   const args = [path.join(HERE, 'start_appliance.py'), '--queue-depth', String(opts.queueDepth ?? 1),
-    '--geometry-delay', String(opts.geometryDelay ?? 0)];
+    '--geometry-delay', String(opts.geometryDelay ?? 0), '--stage-pause', String(opts.stagePause ?? 0)];
   for (const origin of opts.corsOrigins || []) args.push('--cors-origin', origin);
   if (opts.supabase) args.push('--supabase');
   if (opts.apiKey) args.push('--api-key', opts.apiKey);

@@ -26,7 +26,8 @@ let svc;
 const sent = [];
 
 before(async () => {
-  svc = await startAppliance({ queueDepth: 2, geometryDelay: 0.8, supabase: true });
+  // every stage lasts at least 0.4 s: the event stream reads the store every 0.2 s, and the watch test sees each
+  svc = await startAppliance({ queueDepth: 2, geometryDelay: 0.8, stagePause: 0.4, supabase: true });
   configureRenderApi({
     baseUrl: svc.baseUrl,
     fetch: (url, init) => {

@@ -2,7 +2,7 @@
 
 Run with the repository's venv (the Node tests do: test/appliance.js):
 
-    .venv/bin/python clients/react/test/start_appliance.py [--queue-depth 1] [--geometry-delay 0.8]
+    .venv/bin/python clients/react/test/start_appliance.py [--queue-depth 1] [--geometry-delay 0.8] [--stage-pause 0.4]
                                                           [--cors-origin http://x] [--supabase] [--api-key K]
 
 What it starts, with the helpers of tests/service_fixtures.py (the same parts as the Python service tests):
@@ -47,6 +47,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queue-depth", type=int, default=1)
     parser.add_argument("--geometry-delay", type=float, default=0.0, help="seconds the geometry stage pauses")
+    parser.add_argument("--stage-pause", type=float, default=0.0,
+                        help="seconds every stage lasts at least (longer than a live event stream's read)")
     parser.add_argument("--cors-origin", action="append", default=[])
     parser.add_argument("--supabase", action="store_true", help="results to the Storage double")
     parser.add_argument("--api-key")
@@ -75,9 +77,10 @@ def main() -> int:
                 "public": True, "allowed_mime_types": ["image/png", "image/jpeg"]}}))
             env.update(SUPABASE_URL=storage.url, SUPABASE_SERVICE_ROLE_KEY=storage.service_key)
         worker: dict[str, object] = {"lease_seconds": 10}
-        if args.geometry_delay > 0:
+        if args.geometry_delay > 0 or args.stage_pause > 0:
             worker["pipeline"] = "service_fixtures:slow_pipeline"
             env["RENDER_TEST_GEOMETRY_DELAY"] = str(args.geometry_delay)
+            env["RENDER_TEST_STAGE_PAUSE"] = str(args.stage_pause)
         port = free_port()
         server: dict[str, object] = {"port": port, "cors_origins": args.cors_origin}
         if args.api_key:

@@ -22,7 +22,8 @@ from enum import StrEnum
 from typing import Any, Callable
 
 from .domain import DEFAULT_WEBHOOK_EVENTS, JobStatus, WebhookEvent
-from .jobs import _SELECT, Job, JobStore
+from .job_record import SELECT, Job
+from .jobs import JobStore
 
 
 class DeliveryState(StrEnum):
@@ -72,7 +73,7 @@ class Deliveries:
         # Finished jobs first, then the oldest: running jobs that subscribed to progress keep their flag while they
         # run, so in table order a few hundred of them would fill every batch and hold back the final events.
         rows = self.store._db.execute(
-            _SELECT + " WHERE webhook_pending = 1 AND status IN (?, ?, ?) "
+            SELECT + " WHERE webhook_pending = 1 AND status IN (?, ?, ?) "
             "ORDER BY CASE WHEN status = ? THEN 1 ELSE 0 END, created_at, job_id LIMIT ?",
             (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.RUNNING, JobStatus.RUNNING, limit)).fetchall()
         made = 0

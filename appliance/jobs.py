@@ -4,235 +4,34 @@ Status moves queued -> running -> completed | failed; a running job whose worker
 `max_attempts`). Every write a worker makes is conditional on holding the job's lease (`lease_owner`), so a worker
 that lost its lease (it was presumed dead and the job was requeued) can no longer change the job.
 
-All SQL of the appliance lives in this module (the webhook outbox's in appliance/deliveries.py), written once as plain portable statements (qmark parameters, REAL
-epoch seconds, TEXT JSON, no backend-only functions, `ON CONFLICT DO NOTHING`). `appliance.sql` holds the dialect
-seam: SQLite (a file path or `sqlite:///path`, the default) or PostgreSQL (`postgresql://...`, cluster mode):
-connecting, the write transaction, the parameter style, the schema types.
+All job SQL of the appliance lives in this module (the webhook outbox's in appliance/deliveries.py), written once
+as plain portable statements (qmark parameters, REAL epoch seconds, TEXT JSON, no backend-only functions,
+`ON CONFLICT DO NOTHING`). The row mapping and the exceptions are in appliance/job_record.py, the connection and
+migration in appliance/store_connection.py; `appliance.sql` holds the dialect seam: SQLite (a file path or
+`sqlite:///path`, the default) or PostgreSQL (`postgresql://...`, cluster mode): connecting, the write transaction,
+the parameter style, the schema types.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import Enum
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .domain import ACTIVE, ErrorCode, JobStatus, Stage
-from .sql import SCHEMA, dialect_for, redact  # noqa: F401  (SCHEMA re-exported)
+from .job_record import (COLUMNS, SELECT, IdempotencyConflict, Job, QueueFull, StoreUnavailable,  # noqa: F401
+                         WorkerInfo, dump)
+from .sql import SCHEMA  # noqa: F401  (re-exported)
+from .store_connection import StoreConnection
 
 QUEUED, RUNNING, COMPLETED, FAILED = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED
 CANCELED = ErrorCode.CANCELED
-
-COLUMNS = ("job_id", "project_id", "user_id", "image_url", "texture_url", "mask_url", "options", "status", "stage",
-           "progress", "result_url", "error_code", "error_message", "timings", "backends", "warnings", "attempts",
-           "cancel_requested", "idempotency_key", "request_hash", "lease_owner", "lease_expires_at", "heartbeat_at",
-           "created_at", "queued_at", "started_at", "completed_at", "scale", "surfaces", "painted", "webhook_url",
-           "webhook_events")
-_SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM render_jobs"
-_JSON = ("options", "timings", "backends", "warnings", "scale", "surfaces", "painted", "webhook_events")
-# columns added after the first schema: added to an older store when it is opened
-_ADDED = ("scale", "surfaces", "painted", "webhook_url", "webhook_events")
 # The order queued jobs start in, defined once: oldest first, the job id breaking ties (jobs that arrived within
 # one clock tick), so the queue page, the API's queue_position and the message repair agree.
 _LINE_ORDER = " ORDER BY queued_at, job_id"
 
 
-class QueueFull(Exception):
-    """The configured queue depth is reached."""
-
-
-class StoreUnavailable(Exception):
-    """The job store cannot serve now: busy or locked beyond the busy timeout, disk full, I/O error, unreachable,
-    or a damaged file. `str(exc)` names the store and the reason (for logs and the start; not for clients)."""
-
-
-class IdempotencyConflict(Exception):
-    """The Idempotency-Key was already used with a different request."""
-
-
-@dataclass(frozen=True)
-class Job:
-    job_id: str
-    project_id: str | None
-    user_id: str | None
-    image_url: str
-    texture_url: str
-    mask_url: str | None
-    options: dict[str, Any]
-    status: JobStatus
-    stage: str | None  # a Stage value while active
-    progress: float
-    result_url: str | None
-    error_code: ErrorCode | None
-    error_message: str | None
-    timings: dict[str, float] | None
-    backends: dict[str, str] | None
-    warnings: list[str] | None
-    attempts: int
-    cancel_requested: int
-    idempotency_key: str | None
-    request_hash: str | None
-    lease_owner: str | None
-    lease_expires_at: float | None
-    heartbeat_at: float | None
-    created_at: float
-    queued_at: float
-    started_at: float | None
-    completed_at: float | None
-    scale: dict[str, Any] | None = None  # RenderResult.scale of a completed job (with options.swatch_width_m)
-    # the extra surfaces asked for (service.SurfaceSpec.to_dict() each), and, once completed, RenderResult.painted
-    surfaces: list[dict[str, Any]] | None = None
-    painted: dict[str, Any] | None = None
-    webhook_url: str | None = None  # where appliance/webhooks.py delivers the job's webhook_events
-    webhook_events: list[str] | None = None
-
-    @classmethod
-    def from_row(cls, row: tuple) -> "Job":
-        data = dict(zip(COLUMNS, row))
-        for key in _JSON:
-            if data[key] is not None:
-                data[key] = json.loads(data[key])
-        data["status"] = JobStatus(data["status"])
-        if data["error_code"] is not None:
-            data["error_code"] = ErrorCode(data["error_code"])
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    name: str
-    pid: int
-    device: str | None
-    state: str
-    started_at: float
-    heartbeat_at: float
-    info: dict[str, Any] | None = None  # what the worker loaded: {"device": ..., "models": {stage: name}}
-
-
-def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-
-class JobStore:
-    """Thread-safe: one connection per thread. `target`: a SQLite file path / `sqlite:///path`, or a
-    `postgresql://user:pw@host/db` URL (the same tables, shared by every process of a cluster)."""
-
-    def __init__(self, target: Path | str, *, busy_timeout: float = 10.0):
-        self.dialect = dialect_for(target, busy_timeout)
-        self.path = getattr(self.dialect, "path", None)  # the SQLite file; None on PostgreSQL
-        self.url = redact(str(target))
-        self._local = threading.local()
-        try:
-            self._open()
-        except StoreUnavailable as exc:
-            raise StoreUnavailable(f"{exc}. {self._fix(exc)}") from exc.__cause__
-
-    def _fix(self, exc: StoreUnavailable) -> str:
-        """What an operator can do about a store that cannot be opened."""
-        text = str(exc).lower()
-        if self.path is None:
-            return "Check that cluster.database_url points at a running PostgreSQL server this user may write to"
-        if "locked" in text or "busy" in text:
-            return "Another process holds it: stop that process, or wait"
-        if "write-ahead log" in text:
-            return (f"Put {self.path.name}-wal back, or restore a backup; to go on with what {self.path.name} holds, "
-                    f"delete {self.path.name}-shm")
-        if "not a database" in text or "malformed" in text or "damaged" in text or "corrupt" in text:
-            return (f"Stop the appliance, then restore a backup over it (see `render-appliance backup`), or move "
-                    f"{self.path} and its -wal/-shm files away to start with an empty job store")
-        return (f"Check that {self.path} and its folder are readable and writable by this user and that the disk "
-                f"has room")
-
-    def _open(self) -> None:
-        if (risk := self.dialect.before_open()) is not None:
-            raise StoreUnavailable(f"job store {self.url}: {risk}")
-        damage = self._guard(lambda: self.dialect.check(self._db.raw))
-        if damage:
-            raise StoreUnavailable(f"job store {self.url} is damaged ({damage})")
-        # serialized: processes starting together on a fresh PostgreSQL store would race on CREATE / ALTER TABLE
-        with self._tx(serialize=True) as db:
-            for statement in self.dialect.schema():
-                db.execute(statement)
-            if "info" not in {d[0] for d in db.execute("SELECT * FROM render_workers LIMIT 0").description}:
-                db.execute("ALTER TABLE render_workers ADD COLUMN info TEXT")  # a store made before the column
-            have = {d[0] for d in db.execute("SELECT * FROM render_jobs LIMIT 0").description}
-            for column in _ADDED:
-                if column not in have:
-                    db.execute(f"ALTER TABLE render_jobs ADD COLUMN {column} TEXT")
-            if "webhook_pending" not in have:  # 1 until the final webhook delivery is recorded (deliveries.py)
-                db.execute("ALTER TABLE render_jobs ADD COLUMN webhook_pending INTEGER NOT NULL DEFAULT 0")
-            for statement in self.dialect.schema_after_columns():
-                db.execute(statement)
-
-    # --- connection handling (backend specifics live in appliance.sql) ---
-    @property
-    def _db(self) -> "_Conn":
-        conn = getattr(self._local, "conn", None)
-        if conn is None or self.dialect.broken(conn.raw):
-            raw = self._guard(self.dialect.connect)
-            conn = self._local.conn = _Conn(raw, self.dialect, self.url)
-        return conn
-
-    @contextmanager
-    def _faults(self) -> Iterator[None]:
-        """The store's faults (busy, full, unreachable, damaged) raised as StoreUnavailable; others as they are."""
-        try:
-            yield
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            if self.dialect.unavailable(exc):
-                raise StoreUnavailable(f"job store {self.url}: {exc}") from exc
-            raise
-
-    def _guard(self, call):
-        with self._faults():
-            return call()
-
-    @contextmanager
-    def _tx(self, serialize: bool = False) -> Iterator["_Conn"]:
-        db = self._db
-        with self._faults(), self.dialect.transaction(db.raw, serialize):
-            yield db
-
-    def _one(self, sql: str, params: tuple = ()) -> tuple | None:
-        return self._db.execute(sql, params).fetchone()
-
-    def _write(self, sql: str, params: tuple = ()) -> int:
-        return self._db.execute(sql, params).rowcount
-
-    def backup(self, target: Path) -> int:
-        """A consistent copy of the store at `target` (SQLite); returns the number of jobs in it. Raises
-        NotImplementedError for PostgreSQL (pg_dump), StoreUnavailable."""
-        self._guard(lambda: self.dialect.backup(self._db.raw, target))
-        # read back read-only: opening the copy as a JobStore would migrate it and switch it to WAL again
-        copy = sqlite3.connect(f"file:{Path(target).resolve()}?mode=ro", uri=True)
-        try:
-            return int(copy.execute("SELECT COUNT(*) FROM render_jobs").fetchone()[0])
-        finally:
-            copy.close()
-
-    def checkpoint(self) -> None:
-        """At a clean stop: everything committed goes into the database file itself (SQLite: the WAL is moved in
-        and truncated), so the file alone holds every job. Best effort: a busy store is left as it is."""
-        try:
-            self._guard(lambda: self.dialect.checkpoint(self._db.raw))
-        except StoreUnavailable:
-            pass
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.raw.close()
-            self._local.conn = None
-
-    def ping(self) -> None:
-        self._one("SELECT COUNT(*) FROM render_leases")
+class JobStore(StoreConnection):
+    """The job SQL (every write a worker makes needs its lease); the connection handling is StoreConnection's."""
 
     # --- API side ---
     def create(self, *, job_id: str, image_url: str, texture_url: str, mask_url: str | None, options: dict,
@@ -255,7 +54,7 @@ class JobStore:
         try:
             with self._tx(serialize=True) as db:
                 inserted = db.execute(sql, (job_id, project_id, user_id, image_url, texture_url, mask_url,
-                                            _dump(options), _dump(surfaces), webhook_url, _dump(webhook_events),
+                                            dump(options), dump(surfaces), webhook_url, dump(webhook_events),
                                             int(webhook_url is not None), QUEUED, Stage.QUEUED, idempotency_key,
                                             request_hash, now, now,
                                             QUEUED, RUNNING, queue_depth)).rowcount
@@ -275,7 +74,7 @@ class JobStore:
     def by_idempotency_key(self, key: str, request_hash: str | None) -> Job | None:
         """The job made with this Idempotency-Key, or None. Raises IdempotencyConflict when it was made from
         another request (`request_hash` differs)."""
-        row = self._one(_SELECT + " WHERE idempotency_key = ?", (key,))
+        row = self._one(SELECT + " WHERE idempotency_key = ?", (key,))
         if row is None:
             return None
         job = Job.from_row(row)
@@ -284,7 +83,7 @@ class JobStore:
         return job
 
     def get(self, job_id: str) -> Job | None:
-        row = self._one(_SELECT + " WHERE job_id = ?", (job_id,))
+        row = self._one(SELECT + " WHERE job_id = ?", (job_id,))
         return None if row is None else Job.from_row(row)
 
     def queue_position(self, job: Job) -> int:
@@ -337,7 +136,7 @@ class JobStore:
         by = {"created": " ORDER BY created_at DESC",
               "finished": " ORDER BY CASE WHEN completed_at IS NULL THEN 1 ELSE 0 END, completed_at DESC, "
                           "created_at DESC"}[order]
-        rows = self._db.execute(_SELECT + where + by + " LIMIT ?", params + (limit,)).fetchall()
+        rows = self._db.execute(SELECT + where + by + " LIMIT ?", params + (limit,)).fetchall()
         return [Job.from_row(r) for r in rows]
 
     def page(self, *, project_id: str | None = None, user_id: str | None = None,
@@ -356,7 +155,7 @@ class JobStore:
         if before is not None:
             where.append("(created_at < ? OR (created_at = ? AND job_id < ?))")
             params += [before[0], before[0], before[1]]
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + \
+        sql = SELECT + (" WHERE " + " AND ".join(where) if where else "") + \
             " ORDER BY created_at DESC, job_id DESC LIMIT ?"
         return [Job.from_row(r) for r in self._db.execute(sql, (*params, limit)).fetchall()]
 
@@ -373,7 +172,7 @@ class JobStore:
 
     def last_finished(self) -> Job | None:
         """The job that finished last (completed or failed), by the time it finished."""
-        row = self._one(_SELECT + " WHERE completed_at IS NOT NULL ORDER BY completed_at DESC LIMIT 1")
+        row = self._one(SELECT + " WHERE completed_at IS NOT NULL ORDER BY completed_at DESC LIMIT 1")
         return None if row is None else Job.from_row(row)
 
     def status_counts(self) -> dict[str, int]:
@@ -431,7 +230,7 @@ class JobStore:
             "UPDATE render_jobs SET status = ?, stage = NULL, progress = 1, result_url = ?, timings = ?, "
             "backends = ?, warnings = ?, scale = ?, painted = ?, completed_at = ?, lease_owner = NULL, "
             "lease_expires_at = NULL WHERE job_id = ? AND status = ? AND lease_owner = ?",
-            (COMPLETED, result_url, _dump(timings), _dump(backends), _dump(warnings), _dump(scale), _dump(painted),
+            (COMPLETED, result_url, dump(timings), dump(backends), dump(warnings), dump(scale), dump(painted),
              time.time(), job_id, RUNNING, owner)))
 
     def fail(self, job_id: str, owner: str, code: str, message: str, *, timings: dict | None = None,
@@ -440,7 +239,7 @@ class JobStore:
             "UPDATE render_jobs SET status = ?, stage = NULL, error_code = ?, error_message = ?, timings = ?, "
             "backends = ?, warnings = ?, completed_at = ?, lease_owner = NULL, lease_expires_at = NULL "
             "WHERE job_id = ? AND status = ? AND lease_owner = ?",
-            (FAILED, code, message, _dump(timings), _dump(backends), _dump(warnings), time.time(), job_id, RUNNING,
+            (FAILED, code, message, dump(timings), dump(backends), dump(warnings), time.time(), job_id, RUNNING,
              owner)))
 
     def requeue(self, job_id: str, owner: str) -> bool:
@@ -471,12 +270,12 @@ class JobStore:
 
     # --- recovery ---
     def running(self) -> list[Job]:
-        return [Job.from_row(r) for r in self._db.execute(_SELECT + " WHERE status = ?", (RUNNING,)).fetchall()]
+        return [Job.from_row(r) for r in self._db.execute(SELECT + " WHERE status = ?", (RUNNING,)).fetchall()]
 
     def expired(self, now: float | None = None) -> list[Job]:
         now = time.time() if now is None else now
         return [Job.from_row(r) for r in self._db.execute(
-            _SELECT + " WHERE status = ? AND lease_expires_at < ?", (RUNNING, now)).fetchall()]
+            SELECT + " WHERE status = ? AND lease_expires_at < ?", (RUNNING, now)).fetchall()]
 
     def recover(self, job: Job, max_attempts: int, reason: str) -> str | None:
         """A running job whose worker is gone: requeue it, or fail it once its attempts are used up.
@@ -517,7 +316,7 @@ class JobStore:
     # --- retention ---
     def finished_before(self, cutoff: float, limit: int = 500) -> list[Job]:
         return [Job.from_row(r) for r in self._db.execute(
-            _SELECT + " WHERE status IN (?, ?) AND completed_at < ? ORDER BY completed_at LIMIT ?",
+            SELECT + " WHERE status IN (?, ?) AND completed_at < ? ORDER BY completed_at LIMIT ?",
             (COMPLETED, FAILED, cutoff, limit)).fetchall()]
 
     def delete(self, job_id: str) -> bool:
@@ -536,7 +335,7 @@ class JobStore:
                            "VALUES (?, ?, ?, ?, ?, ?)", (name, pid, device, state, started_at, now))
 
     def worker_info(self, name: str, pid: int, info: dict[str, Any]) -> None:
-        self._write("UPDATE render_workers SET info = ? WHERE name = ? AND pid = ?", (_dump(info), name, pid))
+        self._write("UPDATE render_workers SET info = ? WHERE name = ? AND pid = ?", (dump(info), name, pid))
 
     def workers(self) -> list[WorkerInfo]:
         rows = self._db.execute("SELECT name, pid, device, state, started_at, heartbeat_at, info FROM render_workers "
@@ -545,22 +344,3 @@ class JobStore:
 
     def remove_worker(self, name: str, pid: int) -> None:
         self._write("DELETE FROM render_workers WHERE name = ? AND pid = ?", (name, pid))
-
-
-class _Conn:
-    """A connection that speaks the portable SQL of this module (qmark parameters) in its dialect."""
-
-    __slots__ = ("raw", "_dialect", "_url")
-
-    def __init__(self, raw: Any, dialect: Any, url: str = "?"):
-        self.raw, self._dialect, self._url = raw, dialect, url
-
-    def execute(self, sql: str, params: tuple = ()) -> Any:
-        # Enum members go in as their values: no driver's own enum mapping (psycopg dumps names) can apply.
-        params = tuple(p.value if isinstance(p, Enum) else p for p in params)
-        try:
-            return self.raw.execute(self._dialect.sql(sql), params)
-        except Exception as exc:
-            if self._dialect.unavailable(exc):
-                raise StoreUnavailable(f"job store {self._url}: {exc}") from exc
-            raise

@@ -14,6 +14,7 @@ the parameter style, the schema types.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 

@@ -6,9 +6,10 @@ human-readable line that starts with `what` ("texture_url: HTTP 404 from example
 What it guarantees:
 - only http/https, no credentials in the URL, at most 2048 characters (`check_url_syntax`, also used for the
   API's 400 validation);
-- SSRF guard: the host is resolved HERE, every resolved address is checked (loopback, private, link-local,
-  CGNAT, multicast, reserved, unspecified, cloud metadata are refused unless `policy.allow_networks` names the
-  network or the hostname), and the connection goes to that checked address, for every redirect hop;
+- SSRF guard (appliance/addresses.py): the host is resolved HERE, every resolved address is checked (loopback,
+  private, link-local, CGNAT, multicast, reserved, unspecified, cloud metadata are refused unless
+  `policy.allow_networks` names the network or the hostname), and the connection goes to that checked address,
+  for every redirect hop;
 - redirects are followed by hand, at most `policy.max_redirects`;
 - the size cap is enforced on Content-Length and again while streaming;
 - Content-Type must be image/* or application/octet-stream (or absent), and the first bytes must be a
@@ -17,8 +18,7 @@ What it guarantees:
   HTTP 502/503/504;
 - a total deadline per file (`policy.total_timeout`, all hops and retries together) and, when given, the job's
   own deadline: connect/read timeouts restart on every byte, so a server that trickles one byte a second is cut
-  off by a watchdog that shuts the socket down when the deadline passes (`Deadline`, also used by webhook
-  deliveries; `Deadlines` lets a closing pool cut its threads' connections).
+  off by a watchdog that shuts the socket down when the deadline passes (`Deadline`, appliance/deadline.py).
 Decompression bombs are not handled here: the pipeline checks pixel counts when it decodes.
 
 How the connection is pinned to the checked address
@@ -38,15 +38,14 @@ name is never reused for another), with `trust_env=False` so that no proxy from 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import socket
 import ssl
-import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator
 
 import httpx
+
+from .addresses import AllowList, IPAddress, Unresolvable, first_refused, is_ip_literal, resolve
+from .deadline import Deadline, Deadlines
 
 __all__ = ["DownloadError", "FetchPolicy", "fetch_image", "check_url_syntax", "Deadline", "Deadlines"]
 
@@ -59,13 +58,6 @@ _USER_AGENT = "render-appliance/0.1 (image fetch)"
 # TLS verification for https downloads: True = the system/certifi CA bundle. Tests swap in an SSLContext that
 # trusts a throw-away CA; production code never changes it.
 _tls_verify: bool | ssl.SSLContext = True
-
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class DownloadError(Exception):
@@ -81,88 +73,6 @@ class FetchPolicy:
     allow_networks: tuple[str, ...] = ()  # CIDRs or hostnames allowed even if private/loopback, e.g. ("127.0.0.1/32",)
     retries: int = 1  # one retry on transient errors (connect errors, timeouts, 502/503/504)
     total_timeout: float = 60.0  # seconds for the whole file, however slowly the bytes come
-
-
-class Deadline:
-    """A time (time.monotonic() seconds) by which network I/O must be over. While armed (`with`), a timer shuts down
-    the socket in use at that moment, so a blocked read or a peer that trickles bytes returns at once; `cut()` does
-    it now (a pool that closes). Pass `trace` as the request's httpx "trace" extension so it knows the socket."""
-
-    def __init__(self, at: float):
-        self.at = at
-        self.cut_short = False  # cut() ended it before its time
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(max(0.0, at - time.monotonic()), self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> "Deadline":
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-
-    def left(self) -> float:
-        return self.at - time.monotonic()
-
-    @property
-    def expired(self) -> bool:
-        return self.left() <= 0
-
-    def cut(self) -> None:
-        """End it now: the I/O in flight fails at once, and so does any connection made after."""
-        self.cut_short = True
-        self.at = min(self.at, time.monotonic())
-        self._expire()
-
-    def trace(self, event: str, info: dict) -> None:
-        """httpcore's trace extension: remember the socket of each new connection (TCP, then TLS)."""
-        stream = info.get("return_value")
-        if event.endswith((".connect_tcp.complete", ".start_tls.complete")) and stream is not None:
-            with self._lock:
-                self._sock = stream.get_extra_info("socket")
-            if self.expired:
-                self._expire()
-
-    def _expire(self) -> None:
-        with self._lock:
-            sock = self._sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class Deadlines:
-    """The deadlines in use by a pool's threads, so that closing the pool cuts their connections at once (Python
-    joins executor threads at exit: a download left running would hold the process up)."""
-
-    def __init__(self) -> None:
-        self._live: set[Deadline] = set()
-        self._lock = threading.Lock()
-        self.closed = False
-
-    @contextlib.contextmanager
-    def track(self, deadline: Deadline) -> Iterator[Deadline]:
-        with self._lock:
-            self._live.add(deadline)
-            closed = self.closed
-        if closed:
-            deadline.cut()
-        try:
-            yield deadline
-        finally:
-            with self._lock:
-                self._live.discard(deadline)
-
-    def cut_all(self) -> None:
-        with self._lock:
-            self.closed = True
-            live = list(self._live)
-        for deadline in live:
-            deadline.cut()
 
 
 class _Deadline(Deadline):
@@ -221,9 +131,9 @@ def fetch_image(url: str, *, what: str, policy: FetchPolicy, deadline: float | N
 
 
 def _fetch(current: httpx.URL, what: str, policy: FetchPolicy, clock: _Deadline) -> bytes:
-    allowed_nets, allowed_hosts = _parse_allow_list(policy.allow_networks)
+    allow = AllowList.parse(policy.allow_networks)
     for _hop in range(policy.max_redirects + 1):
-        location = _fetch_hop_with_retry(current, what, policy, allowed_nets, allowed_hosts, clock)
+        location = _fetch_hop_with_retry(current, what, policy, allow, clock)
         if isinstance(location, bytes):
             return location
         try:
@@ -244,11 +154,11 @@ class _Transient(Exception):
     """A failure worth one more try; its text is the reason."""
 
 
-def _fetch_hop_with_retry(url, what, policy, allowed_nets, allowed_hosts, clock: _Deadline) -> bytes | str:
+def _fetch_hop_with_retry(url, what, policy, allow: AllowList, clock: _Deadline) -> bytes | str:
     attempts = 1 + max(0, policy.retries)
     for attempt in range(attempts):
         try:
-            return _fetch_hop(url, what, policy, allowed_nets, allowed_hosts, clock)
+            return _fetch_hop(url, what, policy, allow, clock)
         except _Transient as exc:
             if clock.left() <= _RETRY_DELAY:
                 raise clock.error(what, _host(url)) from None
@@ -259,12 +169,12 @@ def _fetch_hop_with_retry(url, what, policy, allowed_nets, allowed_hosts, clock:
     raise AssertionError("unreachable")
 
 
-def _fetch_hop(url: httpx.URL, what, policy, allowed_nets, allowed_hosts, clock: _Deadline) -> bytes | str:
+def _fetch_hop(url: httpx.URL, what, policy, allow: AllowList, clock: _Deadline) -> bytes | str:
     """One request. Returns the body, or the Location of a redirect; raises DownloadError / _Transient."""
     host = _host(url)
     if clock.expired:
         raise clock.error(what, host)
-    addresses = _resolve_and_check(url, what, allowed_nets, allowed_hosts)
+    addresses = _resolve_and_check(url, what, allow)
     headers = {
         "Host": url.netloc.decode("ascii"),
         "User-Agent": _USER_AGENT,
@@ -375,86 +285,22 @@ def _check_magic(head: bytes, what: str, host: str) -> None:
         raise DownloadError(f"{what}: the file from {host} is not a PNG, JPEG, WebP, GIF, BMP or TIFF image")
 
 
-# --- address checks -----------------------------------------------------------------------------------------
-
-
-def _parse_allow_list(entries: tuple[str, ...]) -> tuple[list[IPNetwork], set[str]]:
-    nets: list[IPNetwork] = []
-    hosts: set[str] = set()
-    for entry in entries:
-        entry = entry.strip()
-        try:
-            nets.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            hosts.add(entry.lower().rstrip("."))
-    return nets, hosts
-
-
-def _resolve_and_check(url: httpx.URL, what, allowed_nets, allowed_hosts) -> list[IPAddress]:
-    """All addresses `url`'s host resolves to, each checked; raise if ANY is refused (or none resolve)."""
+def _resolve_and_check(url: httpx.URL, what: str, allow: AllowList) -> list[IPAddress]:
+    """All addresses `url`'s host resolves to, each checked (appliance/addresses.py); raise DownloadError if ANY is
+    refused (or none resolve)."""
     host = url.raw_host.decode("ascii").lower().rstrip(".")
-    port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None:
-        addresses = [literal]
-    else:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise DownloadError(f"{what}: cannot resolve host {host} ({exc})") from None
-        addresses = []
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%")[0])  # drop an IPv6 zone id
-            if address not in addresses:
-                addresses.append(address)
-        if not addresses:
-            raise DownloadError(f"{what}: cannot resolve host {host}")
-    if host in allowed_hosts:
-        return addresses
-    for address in addresses:
-        reason = _refusal(address, allowed_nets)
-        if reason:
-            shown = host if literal is not None else f"{host} resolves to {address}, which"
-            raise DownloadError(f"{what}: {shown} is {reason}; only public addresses are allowed")
+        addresses = resolve(host, url.port or (443 if url.scheme == "https" else 80))
+    except Unresolvable as exc:
+        raise DownloadError(f"{what}: cannot resolve host {host} ({exc})") from None
+    if not addresses:
+        raise DownloadError(f"{what}: cannot resolve host {host}")
+    refused = first_refused(host, addresses, allow)
+    if refused:
+        address, reason = refused
+        shown = host if is_ip_literal(host) else f"{host} resolves to {address}, which"
+        raise DownloadError(f"{what}: {shown} is {reason}; only public addresses are allowed")
     return addresses
-
-
-def _refusal(address: IPAddress, allowed_nets: list[IPNetwork]) -> str | None:
-    """None if connecting to `address` is fine, else what kind of address it is."""
-    # An IPv4-mapped (::ffff:a.b.c.d) or NAT64 (64:ff9b::a.b.c.d) address reaches the embedded IPv4 address:
-    # judge it by that one (the IPv6 forms themselves sit in ranges Python calls reserved).
-    judged = address
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            judged = address.ipv4_mapped
-        elif address in _NAT64:
-            judged = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    candidates = [address, judged]
-    if any(a in net for a in candidates for net in allowed_nets if a.version == net.version):
-        return None
-    a = judged
-    if a in _METADATA:
-        return "a cloud metadata address"
-    if a.is_unspecified:
-        return "an unspecified address"
-    if a.is_loopback:
-        return "a loopback address"
-    if a.is_link_local:
-        return "a link-local address"
-    if isinstance(a, ipaddress.IPv4Address) and a in _CGNAT:
-        return "a carrier-grade NAT address"
-    if a.is_multicast:
-        return "a multicast address"
-    if a.is_reserved:  # before is_private, which also covers 240.0.0.0/4
-        return "a reserved address"
-    if a.is_private:
-        return "a private address"
-    if not a.is_global:
-        return "not a public address"
-    return None
 
 
 # --- small helpers ------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import logging
 import os
 import random
@@ -35,7 +34,8 @@ import httpx
 
 from . import metrics
 from .deliveries import Deliveries, Delivery, DeliveryState
-from .fetch import Deadline, Deadlines, _parse_allow_list, _refusal
+from .addresses import AllowList, Unresolvable, first_refused, resolve
+from .deadline import Deadline, Deadlines
 from .jobs import Job, JobStore
 
 log = logging.getLogger("appliance.webhooks")
@@ -73,25 +73,18 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
     attempt when it stops."""
     target = httpx.URL(url)
     host = target.raw_host.decode("ascii").lower().rstrip(".")
-    port = target.port or (443 if target.scheme == "https" else 80)
-    nets, hosts = _parse_allow_list(allow_networks)
     try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            return Attempt(DeliveryState.PENDING, error=f"cannot resolve {host} ({exc})")
-        addresses = list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos))
-    if host not in hosts:
-        for address in addresses:
-            reason = _refusal(address, nets)
-            if reason:
-                return Attempt(DeliveryState.FAILED, error=f"{host} is {reason} ({address}); only public "
-                                                          "addresses are allowed (webhooks.allow_networks)")
+        addresses = resolve(host, target.port or (443 if target.scheme == "https" else 80))
+    except Unresolvable as exc:
+        return Attempt(DeliveryState.PENDING, error=f"cannot resolve {host} ({exc})")
+    refused = first_refused(host, addresses, AllowList.parse(allow_networks))
+    if refused:
+        address, reason = refused
+        return Attempt(DeliveryState.FAILED, error=f"{host} is {reason} ({address}); only public addresses are "
+                                                  "allowed (webhooks.allow_networks)")
     extensions: dict = {"sni_hostname": host} if target.scheme == "https" else {}
     last = "no address"
-    # One deadline for the whole attempt (connect, send, answer), kept by fetch's watchdog: httpx's timeouts restart
+    # One deadline for the whole attempt (connect, send, answer), kept by appliance/deadline.py's watchdog: httpx's timeouts restart
     # on every byte, so a receiver that trickles its answer would hold a delivery slot for ever without it.
     clock = Deadline(time.monotonic() + timeout)
     with clock, (deadlines.track(clock) if deadlines else contextlib.nullcontext()):

@@ -31,93 +31,41 @@ GET /healthz, GET /readyz, GET /metrics (appliance.metrics; 503 store_unavailabl
 GET /results/{path}
 
 The routes speak HTTP only: jobs are made and canceled by the job service (appliance.service), the body is
-validated by FastAPI against appliance.schemas.RenderRequest.
+validated by FastAPI against appliance.schemas.RenderRequest. The poll body is appliance.job_view's; the error
+shape and the key check appliance.http_answers'; the operations routes appliance.ops_routes'.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
-from datetime import datetime, timezone
 from typing import Annotated, Any, Callable
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator
 from starlette.concurrency import run_in_threadpool
 
 from .context import AppContext
-from .domain import ACTIVE, PROCESSING, ErrorCode, HttpError, JobStatus, Stage
-from .jobs import IdempotencyConflict, Job, JobStore, QueueFull, StoreUnavailable
-from .readiness import readiness
-from .request_body import BodyError, declares_body, is_json_type, parse_json, read_capped
-from .deliveries import webhook_state
+from .domain import PROCESSING, ErrorCode, HttpError
 from .events import Streams
+from .http_answers import ApiError, authorizer, doc, store_unavailable
+from .job_view import job_view
+from .jobs import IdempotencyConflict, Job, QueueFull, StoreUnavailable
 from .listing import list_page
+from .ops_routes import ops_router
+from .request_body import BodyError, declares_body, is_json_type, parse_json, read_capped
 from .schemas import ListQuery, RenderRequest, problems
 from .service import CancelOutcome, JobSpec
 
 MAX_BODY = 64 * 1024
-STORE_RETRY_AFTER = 5  # seconds: a lock usually clears, an operator frees disk or restarts the database
 STORAGE_RETRY_AFTER = 10  # seconds: the storage check is re-run every 5 s
 log = logging.getLogger("appliance.api")
 
 
 STREAMS_RETRY_AFTER = 5  # seconds: a stream slot frees as soon as a job ends or a client leaves
-
-
-class ApiError(Exception):
-    """An answer in the API's error shape: {error, message?, ...extra} (raised by routes, rendered by JobRoute)."""
-
-    def __init__(self, status: int, error: str, message: str | None = None, *, headers: dict | None = None,
-                 **extra: Any):
-        super().__init__(error)
-        self.status, self.error, self.message, self.headers, self.extra = status, error, message, headers, extra
-
-    def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"error": self.error}
-        if self.message:
-            body["message"] = self.message
-        body.update(self.extra)
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
-
-
-# --- views ------------------------------------------------------------------------------------------------
-
-def job_view(job: Job, store: JobStore, *, queue_position: int | None = None) -> dict[str, Any]:
-    """A job as the API shows it. Documented fields never change meaning; extra ones may be added.
-    `queue_position`: already known (a listing reads the whole line once), else read from the store."""
-    view: dict[str, Any] = {"job_id": job.job_id,
-                            "status": PROCESSING if job.status in ACTIVE else job.status,
-                            "project_id": job.project_id, "user_id": job.user_id,
-                            "created_at": _iso(job.created_at), "attempts": job.attempts}
-    if job.status == JobStatus.QUEUED:
-        view.update(stage=Stage.QUEUED, progress=0.0,
-                    queue_position=store.queue_position(job) if queue_position is None else queue_position)
-    elif job.status == JobStatus.RUNNING:
-        view.update(stage=job.stage or Stage.STARTING, progress=round(job.progress, 3),
-                    started_at=_iso(job.started_at))
-    if job.status in ACTIVE and job.cancel_requested:
-        view["cancel_requested"] = True
-    if job.status == JobStatus.COMPLETED:
-        view["result_url"] = job.result_url
-    if job.status == JobStatus.FAILED:
-        view.update(error_code=job.error_code, error_message=job.error_message)
-    if job.status not in ACTIVE:
-        view.update(started_at=_iso(job.started_at), completed_at=_iso(job.completed_at))
-        for key in ("timings", "backends", "warnings", "scale", "painted"):  # scale: with options.swatch_width_m
-            if getattr(job, key) is not None:
-                view[key] = getattr(job, key)
-    if job.webhook_url is not None:  # {events, deliveries: [{delivery_id, event, state, attempts, ...}]}
-        view["webhook"] = webhook_state(job, store)
-    return view
 
 
 # --- the job routes' HTTP rules -----------------------------------------------------------------------------
@@ -154,13 +102,6 @@ class JobRoute(APIRoute):
         return route
 
 
-def store_unavailable(request: Request, exc: StoreUnavailable) -> ApiError:
-    """503 store_unavailable + Retry-After: the answer of any route that needs the job store while it cannot serve."""
-    log.warning("%s %s: %s", request.method, request.url.path, exc)
-    return ApiError(503, HttpError.STORE_UNAVAILABLE, "the job store cannot serve right now; retry later",
-                    headers={"Retry-After": str(STORE_RETRY_AFTER)}, retry_after=STORE_RETRY_AFTER)
-
-
 async def _capped(request: Request) -> Request:
     """The request with its body read (at most MAX_BODY bytes), checked, and replayed to FastAPI's own parsing."""
     if declares_body(request) and not is_json_type(request.headers.get("content-type")):
@@ -192,64 +133,44 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", descripti
                                               "key returns the same job"), AfterValidator(_idempotency_key)]
 
 
-def _doc(status: int, description: str, example: dict) -> dict:
-    return {status: {"description": description, "content": {"application/json": {"example": example}}}}
-
-
 _JOB_EXAMPLE = {"job_id": "4f0d…", "status": "processing", "stage": "segment", "progress": 0.3}
-_POST_DOCS = {**_doc(201, "accepted", {"job_id": "4f0d…", "status": "processing",
+_POST_DOCS = {**doc(201, "accepted", {"job_id": "4f0d…", "status": "processing",
                                        "poll_url": "http://appliance:8080/render/jobs/4f0d…"}),
-              **_doc(400, "invalid request", {"error": "validation_failed", "details": {"image_url": "required"}}),
-              **_doc(401, "missing or wrong API key", {"error": HttpError.UNAUTHORIZED}),
-              **_doc(409, "Idempotency-Key reused with another payload", {"error": HttpError.IDEMPOTENCY_CONFLICT}),
-              **_doc(415, "the body was not sent as application/json", {"error": HttpError.UNSUPPORTED_MEDIA_TYPE}),
-              **_doc(503, "queue full, or the job store cannot serve (locked, disk full, unreachable); see "
+              **doc(400, "invalid request", {"error": "validation_failed", "details": {"image_url": "required"}}),
+              **doc(401, "missing or wrong API key", {"error": HttpError.UNAUTHORIZED}),
+              **doc(409, "Idempotency-Key reused with another payload", {"error": HttpError.IDEMPOTENCY_CONFLICT}),
+              **doc(415, "the body was not sent as application/json", {"error": HttpError.UNSUPPORTED_MEDIA_TYPE}),
+              **doc(503, "queue full, or the job store cannot serve (locked, disk full, unreachable); see "
                           "Retry-After", {"error": HttpError.QUEUE_FULL, "retry_after": 10})}
-_GET_DOCS = {**_doc(200, "the job: processing (stage, progress, queue_position) | completed (result_url) | failed "
+_GET_DOCS = {**doc(200, "the job: processing (stage, progress, queue_position) | completed (result_url) | failed "
                          f"(error_code in {', '.join(ErrorCode)}; error_message)", _JOB_EXAMPLE),
-             **_doc(404, "unknown job", {"error": HttpError.JOB_NOT_FOUND})}
-_LIST_DOCS = {**_doc(200, "a page of jobs (poll bodies), newest first; next_cursor is null on the last page",
+             **doc(404, "unknown job", {"error": HttpError.JOB_NOT_FOUND})}
+_LIST_DOCS = {**doc(200, "a page of jobs (poll bodies), newest first; next_cursor is null on the last page",
                       {"jobs": [_JOB_EXAMPLE], "next_cursor": "WzE3…"}),
-              **_doc(400, "invalid filter, limit or cursor", {"error": "validation_failed",
+              **doc(400, "invalid filter, limit or cursor", {"error": "validation_failed",
                                                                "details": {"limit": "Input should be less than or "
                                                                                     "equal to 100"}}),
-              **_doc(403, "no API key is configured (set server.api_key): the listing is off",
+              **doc(403, "no API key is configured (set server.api_key): the listing is off",
                      {"error": HttpError.LISTING_DISABLED})}
 _EVENTS_DOCS = {200: {"description": "text/event-stream: `progress` events (the poll body while processing), then "
                              "one `completed` or `failed` event with the finished poll body; the stream then ends",
                       "content": {"text/event-stream": {"example": 'event: progress\nid: 1\ndata: {"job_id": "4f0d…", '
                                                                    '"status": "processing", "stage": "segment", '
                                                                    '"progress": 0.3}\n\n'}}},
-                **_doc(404, "unknown job", {"error": HttpError.JOB_NOT_FOUND}),
-                **_doc(503, "server.events_max_streams streams are open (see Retry-After); poll the job instead",
+                **doc(404, "unknown job", {"error": HttpError.JOB_NOT_FOUND}),
+                **doc(503, "server.events_max_streams streams are open (see Retry-After); poll the job instead",
                        {"error": HttpError.TOO_MANY_STREAMS})}
-_CANCEL_DOCS = {**_doc(200, "canceled (it was queued) or already canceled", _JOB_EXAMPLE),
-                **_doc(202, "running: it stops at the next stage boundary", _JOB_EXAMPLE),
-                **_doc(409, "already finished", {"error": HttpError.JOB_FINISHED}),
-                **_doc(404, "unknown job", {"error": HttpError.JOB_NOT_FOUND})}
-
-
-def _authorizer(*api_keys: str | None) -> Callable[[Request], ApiError | None]:
-    """Bearer auth accepting any of `api_keys` (none set: open)."""
-    keys = [k.encode() for k in api_keys if k]
-
-    def authorize(request: Request) -> ApiError | None:
-        if not keys:
-            return None
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and any([hmac.compare_digest(token.strip().encode(), k) for k in keys]):
-            return None
-        return ApiError(401, HttpError.UNAUTHORIZED, "send the API key as 'Authorization: Bearer <key>'",
-                        headers={"WWW-Authenticate": "Bearer"})
-
-    return authorize
+_CANCEL_DOCS = {**doc(200, "canceled (it was queued) or already canceled", _JOB_EXAMPLE),
+                **doc(202, "running: it stops at the next stage boundary", _JOB_EXAMPLE),
+                **doc(409, "already finished", {"error": HttpError.JOB_FINISHED}),
+                **doc(404, "unknown job", {"error": HttpError.JOB_NOT_FOUND})}
 
 
 # --- the routes -------------------------------------------------------------------------------------------
 
 def job_router(ctx: AppContext) -> APIRouter:
     settings, store, service = ctx.settings, ctx.store, ctx.service
-    route_class = type("JobRoute", (JobRoute,), {"authorize": staticmethod(_authorizer(settings.api_key))})
+    route_class = type("JobRoute", (JobRoute,), {"authorize": staticmethod(authorizer(settings.api_key))})
     router = APIRouter(route_class=route_class, tags=["render"])
 
     def create(spec: JobSpec, key: str | None) -> Response:
@@ -352,56 +273,6 @@ def job_router(ctx: AppContext) -> APIRouter:
         if outcome is CancelOutcome.FINISHED:
             raise ApiError(409, HttpError.JOB_FINISHED, f"the job already ended ({view['status']})", job=view)
         return JSONResponse(view, status_code=200 if outcome is CancelOutcome.CANCELED else 202)
-
-    return router
-
-
-def ops_router(ctx: AppContext) -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/healthz", tags=["ops"], summary="Alive")
-    async def healthz() -> Response:
-        return JSONResponse({"status": "ok"})
-
-    readyz_auth = _authorizer(ctx.settings.api_key)
-
-    ready_docs = {**_doc(200, "every part is usable", {"status": "ready", "checks": {"job_store": {"ok": True}}}),
-                  **_doc(503, "some part is not usable; each check says why (with the API key)",
-                         {"status": "not_ready", "checks": {"worker": {"ok": False, "reason": "no worker is ready"}}})}
-
-    @router.get("/readyz", tags=["ops"], summary="Ready: models, queue, storage, worker (details with the API key)",
-                responses=ready_docs)
-    def readyz(request: Request) -> Response:
-        checks = readiness(ctx)
-        ready = all(c.get("ok") for c in checks.values())
-        if readyz_auth(request) is not None:  # a probe without the key learns up/down per part, no pids or paths
-            checks = {name: {"ok": bool(check.get("ok"))} for name, check in checks.items()}
-        return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
-                            status_code=200 if ready else 503)
-
-    metrics_auth = _authorizer(ctx.settings.metrics_token, ctx.settings.api_key)
-
-    @router.get("/metrics", tags=["ops"], summary="Prometheus metrics (text exposition format)")
-    async def metrics(request: Request) -> Response:
-        if (denied := metrics_auth(request)) is not None:
-            return denied.response()
-        from .metrics import scrape
-
-        try:
-            body, content_type = await run_in_threadpool(scrape, ctx.store)  # files and the store: off the loop
-        except StoreUnavailable as exc:  # like the job routes: a scraper sees the outage and when to retry
-            return store_unavailable(request, exc).response()
-        return Response(body, media_type=content_type)
-
-    @router.get("/results/{path:path}", tags=["results"], summary="A result stored on the appliance's disk",
-                responses=_doc(404, "no such result (or results live in Supabase Storage)",
-                               {"error": HttpError.NOT_FOUND}),
-                response_class=FileResponse)
-    async def result_file(path: str) -> Response:
-        found = ctx.storage.resolve(path)  # None for remote storage: its result_url points elsewhere
-        if found is None:
-            return ApiError(404, HttpError.NOT_FOUND).response()
-        return FileResponse(found, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     return router
 

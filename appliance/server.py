@@ -50,7 +50,7 @@ def create_app(settings: Settings, *, with_worker: bool | None = None):
     install(app, ctx)
     register_ui(app, ctx)
     if settings.webhook_secret:  # the jobs' webhook deliveries (appliance.webhooks), from this process
-        from .api import job_view
+        from .job_view import job_view
         from .webhooks import Dispatcher
 
         dispatcher = Dispatcher(settings, ctx.store, lambda job: job_view(job, ctx.store))

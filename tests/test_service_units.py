@@ -98,7 +98,7 @@ def test_lifecycle_and_lease(store):
 
 def test_completed_job_carries_the_scale_report(store):
     """RenderResult.scale (options.swatch_width_m) is recorded and shown for the finished job, like warnings."""
-    from appliance.api import job_view
+    from appliance.job_view import job_view
 
     job, _ = new_job(store)
     store.claim(job.job_id, "w", 30)

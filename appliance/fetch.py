@@ -43,9 +43,11 @@ import time
 from dataclasses import dataclass
 
 import httpx
+import tenacity
 
 from .addresses import AllowList, IPAddress, Unresolvable, first_refused, is_ip_literal, resolve
 from .deadline import Deadline, Deadlines
+from .retry import retrying
 
 __all__ = ["DownloadError", "FetchPolicy", "fetch_image", "check_url_syntax", "Deadline", "Deadlines"]
 
@@ -156,17 +158,15 @@ class _Transient(Exception):
 
 def _fetch_hop_with_retry(url, what, policy, allow: AllowList, clock: _Deadline) -> bytes | str:
     attempts = 1 + max(0, policy.retries)
-    for attempt in range(attempts):
-        try:
-            return _fetch_hop(url, what, policy, allow, clock)
-        except _Transient as exc:
-            if clock.left() <= _RETRY_DELAY:
-                raise clock.error(what, _host(url)) from None
-            if attempt + 1 >= attempts:
-                suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
-                raise DownloadError(f"{what}: {exc}{suffix}") from None
-            time.sleep(_RETRY_DELAY)
-    raise AssertionError("unreachable")
+    retry = retrying(_Transient, attempts=attempts, wait=tenacity.wait_fixed(_RETRY_DELAY),
+                     give_up=lambda: clock.left() <= _RETRY_DELAY)  # no time left for the pause and another try
+    try:
+        return retry(_fetch_hop, url, what, policy, allow, clock)
+    except _Transient as exc:
+        if clock.left() <= _RETRY_DELAY:
+            raise clock.error(what, _host(url)) from None
+        suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
+        raise DownloadError(f"{what}: {exc}{suffix}") from None
 
 
 def _fetch_hop(url: httpx.URL, what, policy, allow: AllowList, clock: _Deadline) -> bytes | str:

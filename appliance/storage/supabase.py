@@ -32,6 +32,7 @@ from storage3.exceptions import StorageApiError
 from storage3.utils import StorageException
 from supabase import ClientOptions, create_client
 
+from ..retry import retrying
 from . import UploadError, UploadUnavailable, check_png, object_path
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,10 @@ STANDARD_UPLOAD_LIMIT = 50 * MIB  # the Storage server's UPLOAD_FILE_SIZE_LIMIT_
 
 
 def retry_policy(window: float, attempts: int | None, backoff: float) -> tenacity.Retrying:
-    """The one retry rule for Storage calls: only _Transient failures, exponential backoff, within `window`
-    seconds (and `attempts` tries, when given); the last _Transient is re-raised."""
-    stop = tenacity.stop_after_delay(window)
-    if attempts is not None:
-        stop = stop | tenacity.stop_after_attempt(attempts)
-    return tenacity.Retrying(retry=tenacity.retry_if_exception_type(_Transient), stop=stop, reraise=True,
-                             wait=tenacity.wait_exponential(multiplier=backoff, min=backoff, max=10.0),
-                             before_sleep=_log_retry)
+    """The retry rule for Storage calls (appliance/retry.py): only _Transient failures, exponential backoff, within
+    `window` seconds (and `attempts` tries, when given); the last _Transient is re-raised."""
+    return retrying(_Transient, window=window, attempts=attempts, before_sleep=_log_retry,
+                    wait=tenacity.wait_exponential(multiplier=backoff, min=backoff, max=10.0))
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

@@ -70,7 +70,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def _surface_materials(specs: list[str]) -> list:
     """`--surface NAME=MATERIAL` arguments -> SurfaceMaterial list (the same names and rules as the job API)."""
-    from pipeline.surfaces import Surface, SurfaceMaterial, unknown_surface_reason
+    from pipeline.surfaces import Surface, SurfaceMaterial, extra_surface_refusal
 
     from .refs import InputRef
 
@@ -79,8 +79,7 @@ def _surface_materials(specs: list[str]) -> list:
         name, sep, material = spec.partition("=")
         if not sep or not material:
             raise SystemExit(f"--surface {spec!r}: expected NAME=MATERIAL, e.g. trim=#F4F1EA")
-        if name not in set(Surface) or name == Surface.WALL:
-            reason = "the wall is the main swatch argument" if name == Surface.WALL else unknown_surface_reason(name)
+        if reason := extra_surface_refusal(name, wall="the wall is the main swatch argument"):
             raise SystemExit(f"--surface {name!r}: {reason}")
         if name in seen:
             raise SystemExit(f"--surface {name!r}: given twice")

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from pydantic_core import PydanticCustomError
 
 from pipeline.options import RenderOptions, SwatchWidth, option_problems, option_reason
-from pipeline.surfaces import PAINT_ORDER, Surface, unknown_surface_reason
+from pipeline.surfaces import PAINT_ORDER, Surface, is_surface, unknown_surface_reason
 
 from .fetch import check_url_syntax
 from .domain import WebhookEvent
@@ -48,7 +48,7 @@ def _uuid(value: str) -> str:
 
 
 def _surface(value: str) -> str:
-    if value not in {s.value for s in Surface}:
+    if not is_surface(value):
         raise ValueError(unknown_surface_reason(value))
     return value
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from pipeline.errors import InputError
 from pipeline.options import RenderOptions
-from pipeline.surfaces import Surface, unknown_surface_reason
+from pipeline.surfaces import Surface, extra_surface_refusal, is_surface, unknown_surface_reason
 
 from .domain import ACTIVE, DEFAULT_WEBHOOK_EVENTS, JobStatus, is_canceled
 from .disk import low_space
@@ -269,9 +269,8 @@ class JobService:
         specs = tuple(e if isinstance(e, SurfaceSpec) else SurfaceSpec.from_dict(e) for e in surfaces)
         names = [e.surface for e in specs]
         for name in names:
-            if name not in {s.value for s in Surface} or name == Surface.WALL:
-                raise ValueError(f"surface {name!r}: " + (unknown_surface_reason(name) if name != Surface.WALL
-                                                         else "the wall's material is the job's own texture"))
+            if reason := extra_surface_refusal(name, wall="the wall's material is the job's own texture"):
+                raise ValueError(f"surface {name!r}: {reason}")
             if names.count(name) > 1:
                 raise ValueError(f"surface {name!r} is given twice")
         return self._derive(job, "surfaces", surfaces=specs, uploads=uploads, job_id=job_id)
@@ -288,7 +287,7 @@ class JobService:
         surfaces = None
         if extra:
             for name in extra:
-                if name not in {s.value for s in Surface}:
+                if not is_surface(name):
                     raise ValueError(f"surface {name!r}: {unknown_surface_reason(name)}")
             before = {e.surface: e for e in job_surfaces(job)}
             kept = [e for e in before.values() if e.surface not in extra]

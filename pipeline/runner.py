@@ -218,15 +218,14 @@ class Pipeline:
 def _load_surfaces(surfaces: Sequence[SurfaceMaterial], shape: tuple[int, int], max_pixels: int) \
         -> dict[str, tuple[Texture, float | None, np.ndarray | None]]:
     """The extra surfaces' materials and masks, decoded and checked up front (InputError naming the surface)."""
-    from .surfaces import Surface, unknown_surface_reason
+    from .surfaces import extra_surface_refusal
 
     loaded: dict[str, tuple[Texture, float | None, np.ndarray | None]] = {}
     for spec in surfaces:
         name = str(spec.surface)
-        if name not in {s.value for s in Surface}:
-            raise InputError(f"surface {name!r}: {unknown_surface_reason(name)}")
-        if name == Surface.WALL:
-            raise InputError("surface 'wall': the wall's material is the main texture (and mask), not an extra surface")
+        if reason := extra_surface_refusal(name, wall="the wall's material is the main texture (and mask), not an "
+                                                  "extra surface"):
+            raise InputError(f"surface {name!r}: {reason}")
         if name in loaded:
             raise InputError(f"surface {name!r} is given twice")
         try:

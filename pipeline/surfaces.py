@@ -47,6 +47,9 @@ class Surface(StrEnum):
 
 
 PAINT_ORDER = tuple(Surface)
+SURFACE_NAMES = frozenset(s.value for s in Surface)
+# the surfaces a job names beside its main material (the wall's is the job's own texture), back to front
+EXTRA_SURFACES = tuple(s for s in PAINT_ORDER if s != Surface.WALL)
 # Names a client might try that are not surfaces of their own, with the reason.
 NOT_PAINTABLE = {
     "window": "windows are glass and are never painted",
@@ -58,6 +61,18 @@ def unknown_surface_reason(name: Any) -> str:
     """The reason a surface name is refused (for a name that is not a Surface)."""
     known = ", ".join(PAINT_ORDER)
     return NOT_PAINTABLE.get(str(name), f"unknown surface; one of {known}")
+
+
+def is_surface(name: Any) -> bool:
+    return isinstance(name, str) and name in SURFACE_NAMES
+
+
+def extra_surface_refusal(name: Any, wall: str) -> str | None:
+    """None when `name` is an extra surface; else why not. `wall`: what to say about the wall, whose material each
+    caller takes in its own way (the job's texture, the CLI's swatch argument)."""
+    if name == Surface.WALL:
+        return wall
+    return None if is_surface(name) else unknown_surface_reason(name)
 
 
 @dataclass(frozen=True)

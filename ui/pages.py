@@ -26,7 +26,7 @@ from appliance.jobdir import MASK, MASK_INPUT, MEDIA, PART, PHOTO, SWATCH, surfa
 from appliance.jobs import QueueFull, StoreUnavailable
 from appliance.request_body import read_capped
 from pipeline.errors import InputError
-from pipeline.surfaces import Surface
+from pipeline.surfaces import EXTRA_SURFACES
 
 from . import jobfiles
 from .auth import ConsoleAuth
@@ -34,7 +34,6 @@ from .auth import ConsoleAuth
 log = logging.getLogger("appliance.console")
 
 STATIC = Path(__file__).resolve().parent / "static"
-SURFACES = {s.value for s in Surface if s != Surface.WALL}
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_MASK_BODY = 30_000_000
 # Shown where a job has no picture yet (the photo was never fetched): a grey tile with a house outline.
@@ -93,7 +92,7 @@ def _routes(app: Any, ctx: Any, auth: ConsoleAuth) -> None:
         path: Path | None = None
         headers = dict(private)
         kind, _, surface = name.partition("-")  # "swatch-roof", "mask-trim", "overlay-door": an extra surface's
-        if surface and surface not in SURFACES:
+        if surface and surface not in EXTRA_SURFACES:
             kind = ""
         if kind in (PHOTO, SWATCH, MASK) and not (kind == PHOTO and surface):
             stem = surface_stem(kind, surface) if surface else kind

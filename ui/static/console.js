@@ -475,6 +475,14 @@
       this.redraw();
     }
 
+    /* Whether the mask differs from the one the page loaded (edits a surface switch would drop). */
+    changed() {
+      const now = this.mctx.getImageData(0, 0, this.width, this.height).data;
+      const was = this.original ? this.original.data : null;
+      for (let i = 3; i < now.length; i += 4) if ((now[i] >= 128) !== (was !== null && was[i] >= 128)) return true;
+      return false;
+    }
+
     paintedFraction() {
       const d = this.mctx.getImageData(0, 0, this.width, this.height).data;
       let n = 0;

@@ -1,6 +1,7 @@
 """The console's surfaces in a real browser (Debian chromium via Playwright) against a real `render-appliance serve`:
 the test-render page picks a material per surface, the job page shows each surface's mask and material, "Change
-surfaces" makes a job with another set of surfaces from the kept photo, and a surface's mask can be fixed."""
+surfaces" makes a job with another set of surfaces from the kept photo, and a surface's mask can be fixed (the route,
+and the mask editor's surface tabs)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PIL import Image
 from appliance.jobs import JobStore
 from service_fixtures import SMALL_HOUSE, SMALL_HOUSE_SIZE, SWATCH, Appliance, free_port, photo_server, write_config
 
-from console_fixtures import browser, drop_file, page, shot, tid  # noqa: F401 (fixtures; this module's own box)
+from console_fixtures import browser, drop_file, page, shot, stroke, tid  # noqa: F401 (fixtures; own box)
 
 ROOF = "textures/roof_slates_polyhaven_roof_slates_02.png"
 
@@ -145,3 +146,90 @@ def test_a_surface_mask_can_be_fixed(box, shared_dir, tmp_path):
     assert new.image_url == "upload:photo.jpg"  # the photo the first job kept, not downloaded again
     done = _wait_done(box, new.job_id)  # the photo server is gone: nothing could be downloaded
     assert done["painted"]["door"]["pixels"] == int((mask > 0).sum()) and done["painted"]["door"]["mask"] == "client"
+
+
+def _mask(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L")) >= 128
+
+
+def _selected(page, surface: str) -> bool:
+    return page.locator(tid(f"surface-tab-{surface}")).get_attribute("aria-selected") == "true"
+
+
+def test_the_mask_editor_fixes_any_surface(box, page, shared_dir, tmp_path):
+    """Wall + roof job: the editor opens on the wall, a tab switches to the roof (edits not rendered yet are
+    confirmed away first), and the re-render replaces the roof's mask only. A surface the job lacks is explained."""
+    with photo_server(shared_dir / "data", tmp_path) as photos:
+        r = box.submit({"image_url": f"{photos}/{SMALL_HOUSE}", "texture_url": "#7A8B99",
+                        "surfaces": [{"surface": "roof", "texture_url": "#4A4A4F"}]})
+        assert r.status_code == 201, r.text
+        job_id = r.json()["job_id"]
+        done = _wait_done(box, job_id)
+    assert "roof" in done["painted"], done["painted"]
+    old = box.data_dir / "jobs" / job_id
+    wall_before, roof_before = _mask(old / "mask.png"), _mask(old / "mask-roof.png")
+    assert (old / "part-roof.png").is_file()
+    key = job_id[:8]
+    painted = lambda: page.evaluate(f"RenderConsole.editors['{key}'].paintedFraction()")  # noqa: E731
+
+    # The job page's roof tile links to the roof's mask.
+    page.goto(f"{box.base}/jobs/{job_id}")
+    assert page.locator(tid("fix-mask-roof")).get_attribute("href") == f"/jobs/{job_id}/mask?surface=roof"
+
+    # The editor opens on the wall's mask; an edit there, then the roof tab: asked first, "keep editing" stays.
+    page.goto(f"{box.base}/jobs/{job_id}/mask")
+    editor = page.locator(f"{tid('mask-editor')}[data-ready='1']")
+    editor.wait_for()
+    assert _selected(page, "wall") and not _selected(page, "roof")
+    assert abs(painted() - wall_before.mean()) < 1e-4
+    assert not page.evaluate(f"RenderConsole.editors['{key}'].changed()")
+    stroke(page, editor.bounding_box(), [(0.05, 0.05), (0.2, 0.05)])
+    page.locator(tid("surface-tab-roof")).click()
+    page.locator(tid("confirm")).wait_for()
+    page.locator(tid("confirm-no")).click()
+    page.locator(tid("confirm")).wait_for(state="hidden")
+    assert page.url.endswith(f"/jobs/{job_id}/mask") and _selected(page, "wall")
+    page.locator(tid("surface-tab-roof")).click()
+    page.locator(tid("confirm-yes")).click()
+    page.wait_for_url(f"**/jobs/{job_id}/mask?surface=roof")
+
+    # The roof's own mask is in the editor, and its house part leads the parts.
+    editor.wait_for()
+    assert _selected(page, "roof") and not _selected(page, "wall")
+    assert "roof mask" in page.locator(".page-title").inner_text()
+    assert abs(painted() - roof_before.mean()) < 1e-4
+    assert page.locator(f"{tid('parts')} .part-row").first.get_attribute("data-testid") == "part-roof"
+    shot(page, "mask-editor-roof")
+    # Edit: a polygon over the top-left of the photo, then render with it.
+    area = editor.bounding_box()
+    page.locator(tid("tool")).get_by_text("Polygon").click()
+    for fx, fy in ((0.05, 0.05), (0.4, 0.05), (0.4, 0.3), (0.05, 0.3), (0.05, 0.05)):
+        page.mouse.click(area["x"] + fx * area["width"], area["y"] + fy * area["height"])
+        page.wait_for_timeout(120)
+    expected = painted()
+    assert expected > roof_before.mean() + 0.05
+    page.locator(tid("rerender")).click()
+    page.wait_for_url(lambda u: "/jobs/" in u and job_id not in u)
+    new_id = page.url.rsplit("/", 1)[-1]
+    store = _store(box)
+    try:
+        new = store.get(new_id)
+    finally:
+        store.close()
+    roof = next(e for e in new.surfaces if e["surface"] == "roof")
+    assert roof["mask_url"] == "upload:mask-input-roof.png" and roof["texture_url"] == "#4A4A4F"
+    assert new.mask_url is None and new.texture_url == "#7A8B99" and new.image_url == "upload:photo.jpg"
+    given = _mask(box.data_dir / "jobs" / new_id / "mask-input-roof.png")
+    assert abs(given.mean() - expected) < 0.002 and (given & ~roof_before).mean() > 0.05
+    again = _wait_done(box, new_id)
+    assert again["painted"]["roof"]["mask"] == "client" and again["painted"]["roof"]["pixels"] == int(given.sum())
+    assert np.array_equal(_mask(box.data_dir / "jobs" / new_id / "mask.png"), wall_before)  # the wall's is kept
+
+    # A surface this job lacks, or no surface at all: said plainly, with the masks it does have.
+    page.goto(f"{box.base}/jobs/{job_id}/mask?surface=door")
+    assert "no front door surface" in page.locator(tid("mask-refused")).inner_text()
+    assert page.locator(tid("mask-link-roof")).get_attribute("href") == f"/jobs/{job_id}/mask?surface=roof"
+    page.goto(f"{box.base}/jobs/{job_id}/mask?surface=chimney")
+    text = page.locator(tid("mask-refused")).inner_text()
+    assert "“chimney” is not a surface" in text and "walls, roof" in text, text
+    shot(page, "mask-editor-unknown-surface")

@@ -9,6 +9,7 @@ from typing import Callable
 
 import pytest
 
+from needs import need_executable
 from service_fixtures import ROOT, Appliance, free_port, photo_server, write_config
 
 CHROMIUM = "/usr/bin/chromium"
@@ -45,8 +46,7 @@ def box(tmp_path_factory, model_dir):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    need_executable(CHROMIUM, "apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

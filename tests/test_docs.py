@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from console_fixtures import CHROMIUM, launch, new_page
+from needs import need_executable
 from service_fixtures import Appliance, free_port, write_config
 
 OPERATIONS = ("/render/jobs", "/render/jobs/{job_id}", "/render/jobs/{job_id}/cancel")
@@ -53,8 +54,7 @@ def test_doc_pages_name_no_external_host(api, page):
 
 
 def test_swagger_ui_renders_the_operations_offline(api):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    need_executable(CHROMIUM, "apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     refused: list[str] = []

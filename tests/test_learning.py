@@ -274,10 +274,10 @@ def test_learning_page_lists_deletes_rolls_back_and_starts_a_finetune(tmp_path, 
     from playwright.sync_api import sync_playwright
 
     from console_fixtures import CHROMIUM, launch, new_page, shot, tid
+    from needs import need_executable
     from service_fixtures import Appliance, free_port, write_config
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    need_executable(CHROMIUM, "apt-get install chromium")
     port = free_port()
     data_dir = tmp_path / "data"
     config = write_config(tmp_path / "config.toml", {

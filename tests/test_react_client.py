@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from needs import need_executable, unavailable
 from service_fixtures import (
     SMALL_HOUSE,
     SMALL_HOUSE_SIZE,
@@ -34,10 +35,6 @@ CLIENT = ROOT / "clients" / "react"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 GEOMETRY_DELAY = 1.0  # seconds: the page gets to show a few progress steps
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed (needed to build clients/react/demo)"),
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no chromium at {CHROMIUM} (set $CHROMIUM)"),
-]
 
 
 def _npm(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> None:
@@ -49,7 +46,13 @@ def _npm(*args: str, env: dict[str, str] | None = None, timeout: float = 300) ->
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, shared_dir, model_dir):
     """The page's two origins, the appliance (allowing only the first), and the photo server."""
-    pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    if shutil.which("npm") is None:
+        unavailable("npm is not installed (needed to build clients/react/demo)")
+    need_executable(CHROMIUM, "set $CHROMIUM")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        unavailable("playwright (python) is not installed")
     tmp = tmp_path_factory.mktemp("react")
     dist = tmp / "dist"
     dist.mkdir()

@@ -449,3 +449,79 @@ def test_two_directions_without_a_corner_line_are_flagged():
     assert len(geo.walls) == 1
     assert any("could not be told apart" in w for w in geo.warnings), geo.warnings
     assert geo.walls[0].confidence <= 0.5
+
+
+# -- failure modes: each view gets the right courses OR the safe answer, flagged; never a confident wrong plane ------
+def assert_right_or_flagged(geo: Geometry, regions, Hs, tex_shapes, bound_deg=2.0):
+    """Per true wall: the recovered wall covering most of it has courses within `bound_deg`, or it says it is unsure
+    (confidence <= 0.5 and a warning in the result)."""
+    for (wall, _iou), reg, Ht, shape in zip(match(geo, regions), regions, Hs, tex_shapes):
+        err = course_error_deg(wall.homography, Ht, shape)
+        if err <= bound_deg:
+            continue
+        assert wall.confidence <= 0.5 and geo.warnings, \
+            f"confident wrong plane: courses {err:.1f} deg off at confidence {wall.confidence} ({geo.warnings})"
+
+
+def test_tree_across_the_wall(facades):
+    """A tree in front of an oblique wall, inside the paint mask (segmentation let it through): dozens of branch
+    edges at every angle among the wall's own lines."""
+    (tex, _), _ = facades
+    centre = np.array([0, -1.0, 14.0])
+    img, regions, Hs = render(camera(800), look_at(centre + [0, -1.5, 0]), [single_wall(tex, centre, 12, 0.5)])
+    rng = np.random.default_rng(7)
+    ys, xs = np.nonzero(regions[0])
+    tx = int(np.percentile(xs, 40))
+    cv2.line(img, (tx, ys.max()), (tx + 10, int(np.percentile(ys, 30))), (55, 40, 30), 14)  # trunk
+    for _ in range(70):  # branches: straight strokes at random angles, spread over a crown across the wall
+        x0 = int(tx + rng.normal(0, 0.18 * np.ptp(xs)))
+        y0 = int(np.percentile(ys, 30) + rng.normal(0, 0.15 * np.ptp(ys)))
+        a = rng.uniform(0, np.pi)
+        n = rng.uniform(30, 110)
+        cv2.line(img, (x0, y0), (int(x0 + n * np.cos(a)), int(y0 - n * np.sin(a))),
+                 tuple(int(c) for c in rng.integers(20, 90, 3)), int(rng.integers(2, 6)))
+    geo = LineGeometry().estimate(img, regions[0])
+    assert_right_or_flagged(geo, regions, Hs, [tex.shape])
+
+
+def gable_wall(w=800, h=900, seed=5):
+    """A two-storey gable end: two floors of windows under a triangle whose rake boards (sloped, 35 deg) lie inside
+    the painted wall. Above the rakes is sky (not wall). Returns the texture and its wall mask."""
+    tex, _paint = synth_facade(w, h, seed=seed)
+    apex, eave = (w // 2, 0), int(h * 0.38)
+    sky = np.ones((h, w), np.uint8)
+    cv2.fillPoly(sky, [np.array([[0, eave], [apex[0], 0], [w, eave], [w, h], [0, h]], np.int32)], 0)
+    tex[:eave][np.ones((eave, w), bool)] = (200, 170, 140)  # the gable: plain siding, no windows
+    for y in range(40, eave, 26):  # a few course lines across the gable
+        cv2.line(tex, (0, y), (w, y), (160, 135, 110), 2)
+    for off in (0, 14, 28):  # rake boards just inside the roof line
+        cv2.line(tex, (0, eave + off), (apex[0], off), (245, 240, 230), 6)
+        cv2.line(tex, (w, eave + off), (apex[0], off), (245, 240, 230), 6)
+    tex[sky > 0] = (120, 150, 200)
+    return tex, sky == 0
+
+
+def test_two_storey_gable(facades):
+    tex, wall_mask = gable_wall()
+    centre = np.array([0, -2.0, 16.0])
+    img, regions, Hs = render(camera(800), look_at(centre + [0, -1.0, 0]), [single_wall(tex, centre, 9, -0.55)])
+    Hw = plane_to_image(camera(800), look_at(centre + [0, -1.0, 0]), *single_wall(tex, centre, 9, -0.55)[1:])
+    mask = regions[0] & (cv2.warpPerspective(wall_mask.astype(np.uint8), Hw, (W, H), flags=cv2.INTER_NEAREST) > 0)
+    geo = LineGeometry().estimate(img, mask)
+    assert_right_or_flagged(geo, [mask], Hs, [tex.shape])
+
+
+@pytest.mark.xfail(strict=True, reason="the far wall's second direction is not found and the near wall's plane is "
+                   "reported for it at full confidence")
+def test_corner_with_very_unequal_walls(facades):
+    """A corner whose far wall is only ~15 % of the mask: its few lines are easily taken for clutter, and the
+    near wall's plane spread over it would turn its courses by ten degrees or more."""
+    (ta, _), (tb, _) = facades
+    corner_top = np.array([-2.0, -4.0, 11])
+    walls = corner_walls(ta, tb, corner_top, angle_deg=55, width_l=6.0, width_r=11.0)
+    K, R = camera(800), look_at(corner_top + np.array([2.5, 2.5, 4]))
+    img, regions, Hs = render(K, R, walls)
+    share = regions[0].sum() / (regions[0] | regions[1]).sum()
+    assert 0.08 < share < 0.22, share  # the scene is what the test says
+    geo = LineGeometry().estimate(img, regions[0] | regions[1])
+    assert_right_or_flagged(geo, regions, Hs, [w[0].shape for w in walls])

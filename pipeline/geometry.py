@@ -66,6 +66,17 @@ FALLBACK_CONFIDENCE = 0.2
 # (Tried instead and dropped: separating them by where each direction's lines lie made both walls worse; one wall
 # per connected mask region by its lines' direction made the US houses' opening edges worse, p95 8.8 -> 13.9 deg.)
 UNSEPARATED_CONFIDENCE = 0.5
+# One wall direction found, but the lines at one end of the mask disagree with it: the far wall of an oblique corner
+# whose own direction was too weak to be found (about half of the confident wrong corner walls in bench/geometry.py
+# were these). The far wall sits at one END of the region, so only a run of disagreeing bins from either end counts
+# (clutter inside the wall, a tree or ornaments, does not); a bin disagrees when the non-supporting near-horizontal
+# lines in it outweigh the direction's own support there more than twice. From DISAGREE_END_SHARE of the mask's
+# pixels on, the wall is flagged (same plane, confidence UNSUPPORTED_END_CONFIDENCE). Tuned on bench/geometry.py
+# (--no-render, 100 singles / 60 corners): the confident wrong corners' far walls are 8-41 % of the mask, correct
+# single walls rarely reach 7 %.
+DISAGREE_END_SHARE = 0.075
+DISAGREE_BINS = 24
+UNSUPPORTED_END_CONFIDENCE = 0.5
 
 
 class _Segments:
@@ -178,6 +189,43 @@ def _focal_from_pairs(pairs) -> float:
         num += math.log(f) / sigma_log_f ** 2
         den += 1.0 / sigma_log_f ** 2
     return float(math.exp(num / den))
+
+
+def _disagreeing_end_share(seg: _Segments, vv, support_idx: np.ndarray, cand_idx: np.ndarray, xs: np.ndarray,
+                           ys: np.ndarray, cx: float, cy: float, L: float) -> float:
+    """Share of the mask's pixels in the longest run, from either end of the mask across the wall, of bins whose
+    near-horizontal lines disagree with the chosen direction (see DISAGREE_END_SHARE). Position across the wall is
+    the pencil coordinate through the vertical vanishing point, so a leaning corner line stays one bin edge."""
+    v_vert = vv if vv is not None else np.array([0.0, 1.0, 0.0])
+    yc = float((ys.mean() - cy) / L)
+    step = max(1, len(xs) // 20000)
+    um = _pencil_coord(v_vert, (xs[::step] - cx) / L, (ys[::step] - cy) / L, yc)
+    edges = np.linspace(*np.percentile(um, [1, 99]), DISAGREE_BINS + 1)
+    mass = np.histogram(um, edges)[0] / len(um)
+    t = (np.arange(16) + 0.5) / 16
+
+    def line_length_per_bin(idx):  # a long line counts in every bin it crosses
+        if not len(idx):
+            return np.zeros(DISAGREE_BINS)
+        pts = seg.p1[idx, None, :] + t[None, :, None] * (seg.p2[idx] - seg.p1[idx])[:, None, :]
+        uu = _pencil_coord(v_vert, pts[..., 0], pts[..., 1], yc).ravel()
+        return np.histogram(uu, edges, weights=np.repeat(seg.length[idx] / len(t), len(t)))[0]
+
+    agree = line_length_per_bin(support_idx)
+    disagree = line_length_per_bin(np.setdiff1d(cand_idx, support_idx))
+    present = mass > 0.2 / DISAGREE_BINS
+    bad = present & (disagree > 2 * agree) & (disagree > 0.01)
+    lineless = (disagree <= 0.01) & (agree <= 0.01)  # no say either way: the run goes on through it
+    best = 0.0
+    for order in (range(DISAGREE_BINS), range(DISAGREE_BINS - 1, -1, -1)):
+        run = 0.0
+        for k in order:
+            if not (bad[k] or lineless[k] or not present[k]):
+                break
+            run += mass[k]
+            if bad[k]:
+                best = max(best, run)
+    return best
 
 
 class LineGeometry:
@@ -325,6 +373,14 @@ class LineGeometry:
                 K = np.array([[fpx, 0, cx], [0, fpx, cy], [0, 0, 1.0]])
                 Kinv = np.linalg.inv(K)
 
+        unsupported_end = 0.0
+        if split is None and vh and not unseparated:
+            unsupported_end = _disagreeing_end_share(seg, vv, vh[0][1], hor_cand, xs, ys, cx, cy, L)
+            if unsupported_end >= DISAGREE_END_SHARE:
+                warnings.append(f"geometry: the lines on {100 * unsupported_end:.0f}% of the wall, at one end, "
+                                "disagree with its course direction (a second wall there?); courses may be off on "
+                                "that part")
+
         def measured() -> VanishingPoints:
             # a snapped direction was assumed, not measured: it is not passed on (vh is empty then)
             return VanishingPoints(to_px(vv) if vv is not None else None, [to_px(v[0]) for v in vh])
@@ -349,6 +405,8 @@ class LineGeometry:
             conf = 1.0 if vh else (SNAPPED_CONFIDENCE if snapped else NO_COURSES_CONFIDENCE)
             if unseparated:
                 conf = min(conf, UNSEPARATED_CONFIDENCE)
+            if unsupported_end >= DISAGREE_END_SHARE:
+                conf = min(conf, UNSUPPORTED_END_CONFIDENCE)
             walls = [Wall(mask, H, confidence=conf)]
             self._translate(walls, [support(mask, vh[0][1] if vh else None)], warnings)
             return Geometry(walls, NAME, warnings, measured())

@@ -511,8 +511,6 @@ def test_two_storey_gable(facades):
     assert_right_or_flagged(geo, [mask], Hs, [tex.shape])
 
 
-@pytest.mark.xfail(strict=True, reason="the far wall's second direction is not found and the near wall's plane is "
-                   "reported for it at full confidence")
 def test_corner_with_very_unequal_walls(facades):
     """A corner whose far wall is only ~15 % of the mask: its few lines are easily taken for clutter, and the
     near wall's plane spread over it would turn its courses by ten degrees or more."""

@@ -1,0 +1,150 @@
+"""Vanishing points for the line geometry (pipeline/geometry.py): length-weighted RANSAC plus a least-squares
+refinement on the Gaussian sphere (vanishing points at or near infinity are handled like any other), the vertical
+one from near-vertical segments anywhere, up to two horizontal ones from the segments on the wall, and the focal
+length from pairs of orthogonal directions with a prior."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .geometry_lines import Segments
+
+DEFAULT_FOCAL = 0.8  # focal length / long side when it cannot be estimated (~28 mm equivalent)
+FOCAL_PRIOR_SIGMA = 0.35  # spread of real cameras' focal lengths around DEFAULT_FOCAL, in log f
+VP_ANGLE = 0.001  # typical angular error (rad) of a vanishing point's direction, seen from the image centre
+
+
+def sin_error(V: np.ndarray, mid: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """|sin| of the angle between each segment and the line from its midpoint to each vanishing point.
+    V (M, 3) unit homogeneous points, mid/d (N, 2) -> (M, N)."""
+    ex = V[:, None, 0] - mid[None, :, 0] * V[:, None, 2]
+    ey = V[:, None, 1] - mid[None, :, 1] * V[:, None, 2]
+    norm = np.hypot(ex, ey)
+    cross = np.abs(d[None, :, 0] * ey - d[None, :, 1] * ex)
+    out = cross / np.maximum(norm, 1e-12)
+    out[norm < 1e-9] = 1.0
+    return out
+
+
+def ransac_vp(seg: Segments, idx: np.ndarray, rng: np.random.Generator, n_hyp: int = 300, accept=None):
+    """Length-weighted RANSAC for one vanishing point among segments `idx`.
+    Returns (v unit 3-vector, inlier bool over idx, score) or None."""
+    if len(idx) < 2:
+        return None
+    w = seg.length[idx]
+    tol = seg.tol[idx]
+    mid, d, lines = seg.mid[idx], seg.d[idx], seg.lines[idx]
+    p = w / w.sum()
+    i = rng.choice(len(idx), n_hyp, p=p)
+    j = rng.choice(len(idx), n_hyp, p=p)
+    keep = i != j
+    V = np.cross(lines[i[keep]], lines[j[keep]])
+    n = np.linalg.norm(V, axis=1)
+    V = V[n > 1e-9] / n[n > 1e-9, None]
+    if accept is not None and len(V):
+        V = V[accept(V)]
+    if not len(V):
+        return None
+    err = sin_error(V, mid, d)
+    score = (w * np.clip(1.0 - (err / tol) ** 2, 0.0, None)).sum(axis=1)
+    v = V[int(np.argmax(score))]
+    for _ in range(3):  # refine: weighted least squares on the inliers (smallest singular vector)
+        inl = sin_error(v[None], mid, d)[0] < tol
+        if inl.sum() < 2:
+            break
+        A = lines[inl] * np.sqrt(w[inl])[:, None]
+        v_new = np.linalg.svd(A, full_matrices=False)[2][-1]
+        if accept is not None and not accept(v_new[None])[0]:
+            break
+        v = v_new
+    err = sin_error(v[None], mid, d)[0]
+    inl = err < tol
+    score = float((w * np.clip(1.0 - (err / tol) ** 2, 0.0, None)).sum())
+    return v, inl, score
+
+
+def pencil_coord(v: np.ndarray, x: np.ndarray, y: np.ndarray, yc: float) -> np.ndarray:
+    """Where the line through (x, y) and the (vertical) vanishing point v crosses the horizontal line y = yc."""
+    l1 = y * v[2] - v[1]
+    l2 = v[0] - x * v[2]
+    l3 = x * v[1] - y * v[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (-yc * l2 - l3) / np.where(np.abs(l1) < 1e-12, 1e-12, l1)
+
+
+def focal_from_pairs(pairs) -> float:
+    """Focal length (normalised by the long side) from pairs of finite vanishing points of orthogonal directions,
+    f^2 = -(a . b) with the principal point at the centre, combined in log f with the prior DEFAULT_FOCAL.
+
+    Each pair is weighted by its conditioning: a vanishing point at distance r is located to ~VP_ANGLE * r across
+    and ~2 VP_ANGLE * r^2 along its direction, so a nearly-infinite one (a level camera's vertical vanishing point)
+    says almost nothing about f and the prior wins; the error of f is half the relative error of f^2."""
+    num = math.log(DEFAULT_FOCAL) / FOCAL_PRIOR_SIGMA ** 2
+    den = 1.0 / FOCAL_PRIOR_SIGMA ** 2
+    for a, b in pairs:
+        if a is None or b is None or abs(a[2]) < 1e-9 or abs(b[2]) < 1e-9:
+            continue
+        pa, pb = a[:2] / a[2], b[:2] / b[2]
+        f2 = -float(pa @ pb)
+        if f2 <= 0:
+            continue
+        f = math.sqrt(f2)
+        if not 0.25 <= f <= 4.0:
+            continue
+        rel2 = 0.0
+        for p, q in ((pa, pb), (pb, pa)):  # the error of each point's component along the other's direction
+            r_p, r_q = float(np.hypot(*p)), float(np.hypot(*q))
+            along = abs(float(p @ q)) / max(r_q, 1e-9)  # |p . q^|
+            across = math.sqrt(max(r_p * r_p - along * along, 0.0))
+            sigma = math.hypot(2 * VP_ANGLE * r_p * r_p * along / max(r_p, 1e-9),
+                               VP_ANGLE * r_p * across / max(r_p, 1e-9))
+            rel2 += (sigma / max(along, 1e-9)) ** 2
+        sigma_log_f = 0.5 * math.sqrt(rel2)
+        num += math.log(f) / sigma_log_f ** 2
+        den += 1.0 / sigma_log_f ** 2
+    return float(math.exp(num / den))
+
+
+def fit_vertical(seg: Segments, rng: np.random.Generator) -> tuple[np.ndarray | None, np.ndarray]:
+    """The vertical vanishing point from near-vertical segments anywhere (gravity is shared by the whole scene):
+    (unit homogeneous point or None, bool per segment: its inliers)."""
+    vert_cand = np.nonzero(np.abs(seg.d[:, 0]) < math.sin(math.radians(25)))[0]
+    vv = None
+    vert_inl = np.zeros(len(seg), bool)
+    res = ransac_vp(seg, vert_cand, rng)
+    if res is not None:
+        v, inl, score = res
+        if inl.sum() >= 2 and seg.length[vert_cand[inl]].sum() >= 0.15:
+            vv = v
+            vert_inl[vert_cand[inl]] = True
+    return vv, vert_inl
+
+
+def fit_horizontals(seg: Segments, on_wall: np.ndarray, vert_inl: np.ndarray, vv: np.ndarray | None,
+                    rng: np.random.Generator) -> tuple[list, np.ndarray]:
+    """Up to two horizontal vanishing points from the non-vertical segments on/near the wall:
+    ([(unit homogeneous point, indices of its inlier segments, score)], the candidate segments' indices)."""
+    def horizontal_prior(V: np.ndarray) -> np.ndarray:
+        if vv is None:
+            return np.ones(len(V), bool)
+        k = np.array([1.0 / DEFAULT_FOCAL, 1.0 / DEFAULT_FOCAL, 1.0])
+        a = V * k
+        b = vv * k
+        cos = np.abs(a @ b) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b))
+        return cos < 0.5  # between 60 and 120 degrees from the vertical
+
+    hor_cand = np.nonzero(on_wall & ~vert_inl & (np.abs(seg.d[:, 1]) < math.sin(math.radians(45))))[0]
+    vh = []  # [(vanishing point, indices of its inlier segments, score)]
+    res = ransac_vp(seg, hor_cand, rng, accept=horizontal_prior)
+    if res is not None and res[1].sum() >= 3 and seg.length[hor_cand[res[1]]].sum() >= 0.1:
+        vh.append((res[0], hor_cand[res[1]], res[2]))
+        # a second horizontal direction among what the first one does not explain
+        removal = sin_error(res[0][None], seg.mid[hor_cand], seg.d[hor_cand])[0] < 1.5 * seg.tol[hor_cand]
+        rest = hor_cand[~removal]
+        res2 = ransac_vp(seg, rest, rng, accept=horizontal_prior)
+        if (res2 is not None and res2[1].sum() >= 4 and res2[2] >= 0.2 * res[2]
+                and seg.length[rest[res2[1]]].sum() >= 0.08):
+            vh.append((res2[0], rest[res2[1]], res2[2]))
+    return vh, hor_cand

@@ -14,9 +14,6 @@ from typing import Any, Callable
 from .domain import ACTIVE, ErrorCode, JobStatus
 from .jobs import Job, JobStore
 
-MAX_LIMIT = 100
-DEFAULT_LIMIT = 20
-
 # The listing's `status` filter, in the API's words -> (statuses in the job table, error code).
 STATUS_FILTERS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "processing": (tuple(ACTIVE), None), "completed": ((JobStatus.COMPLETED,), None),

@@ -145,6 +145,7 @@ class RenderRequest(BaseModel):
 
 
 MAX_CURSOR = 200  # characters: a real cursor (a timestamp and a job id) is about 80
+MAX_LIMIT, DEFAULT_LIMIT = 100, 20  # jobs per page of GET /render/jobs
 
 
 def _cursor(value: str) -> str:
@@ -163,7 +164,7 @@ class ListQuery(BaseModel):
     user_id: Uuid | None = Field(None, description="only this user's jobs")
     status: Literal["processing", "completed", "failed", "canceled"] | None = Field(
         None, description="processing (queued or running), completed, failed (canceled included), canceled")
-    limit: int = Field(20, ge=1, le=100, description="jobs per page (1-100)")
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"jobs per page (1-{MAX_LIMIT})")
     cursor: Annotated[str | None, AfterValidator(lambda v: v if v is None else _cursor(v))] = Field(
         None, max_length=MAX_CURSOR, description="next_cursor of the previous page")
 

@@ -84,8 +84,9 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
                                                   "allowed (webhooks.allow_networks)")
     extensions: dict = {"sni_hostname": host} if target.scheme == "https" else {}
     last = "no address"
-    # One deadline for the whole attempt (connect, send, answer), kept by appliance/deadline.py's watchdog: httpx's timeouts restart
-    # on every byte, so a receiver that trickles its answer would hold a delivery slot for ever without it.
+    # One deadline for the whole attempt (connect, send, answer), kept by appliance/deadline.py's watchdog: httpx's
+    # timeouts restart on every byte, so a receiver that trickles its answer would hold a delivery slot for ever
+    # without it.
     clock = Deadline(time.monotonic() + timeout)
     with clock, (deadlines.track(clock) if deadlines else contextlib.nullcontext()):
         extensions["trace"] = clock.trace

@@ -27,6 +27,9 @@ ERROR_TITLES = {ErrorCode.DOWNLOAD_FAILED: "Could not fetch an input", ErrorCode
                 ErrorCode.PIPELINE_ERROR: "Render error", ErrorCode.TIMEOUT: "Timed out",
                 ErrorCode.UPLOAD_FAILED: "Could not save the result", ErrorCode.CANCELED: "Canceled"}
 assert set(ERROR_TITLES) == set(ErrorCode)  # a new error code needs its title here
+# the paint colours offered beside a swatch upload (test render, variants)
+PAINTS = [("#B04A3A", "Brick red"), ("#8C5A3C", "Terracotta"), ("#C9A66B", "Sand"), ("#E8E1D3", "Off-white"),
+          ("#D9D4C7", "Greige"), ("#6B7B8C", "Slate blue"), ("#3E4A3D", "Forest"), ("#2F2F33", "Anthracite")]
 STATUS_WORDS = {JobStatus.QUEUED: "Waiting", JobStatus.RUNNING: "Rendering", JobStatus.COMPLETED: "Completed",
                 JobStatus.FAILED: "Failed", CANCELED: "Canceled"}
 

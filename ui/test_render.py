@@ -22,15 +22,11 @@ from pipeline.errors import InputError
 from pipeline.options import bounds
 
 from . import jobfiles
-from .components import LOGO, card, file_url, frame, raw, short, tid
+from .components import LOGO, PAINTS, card, file_url, frame, raw, short, tid
 from .job_page import JobPanel
 from .surfaces_ui import EXTRA, SurfacePicker
 
 log = logging.getLogger(__name__)
-
-PAINTS = [("#B04A3A", "Brick red"), ("#8C5A3C", "Terracotta"), ("#C9A66B", "Sand"), ("#E8E1D3", "Off-white"),
-          ("#D9D4C7", "Greige"), ("#6B7B8C", "Slate blue"), ("#3E4A3D", "Forest"), ("#2F2F33", "Anthracite")]
-
 
 class DropZone:
     """One image input: a drop target (click to choose) that shows the file or why it was refused."""

@@ -19,10 +19,9 @@ from pipeline.errors import InputError
 from pipeline.surfaces import Surface
 
 from . import jobfiles
-from .components import (LOGO, STATUS_WORDS, card, compare_html, file_url, frame, material_html, material_of, raw,
-                         short, state_of, tid)
+from .components import (LOGO, PAINTS, STATUS_WORDS, card, compare_html, file_url, frame, material_html, material_of,
+                         raw, short, state_of, tid)
 from .surfaces_ui import EXTRA, LABELS
-from .test_render import PAINTS
 
 log = logging.getLogger(__name__)
 

@@ -523,3 +523,28 @@ def test_corner_with_very_unequal_walls(facades):
     assert 0.08 < share < 0.22, share  # the scene is what the test says
     geo = LineGeometry().estimate(img, regions[0] | regions[1])
     assert_right_or_flagged(geo, regions, Hs, [w[0].shape for w in walls])
+
+
+def test_corner_line_goes_into_the_unpainted_corner_board(facades):
+    """Both walls the same plain siding near the corner, under a sky as pale (no course lines and no outline edges
+    to place the corner line by, no edge where they meet, as in flat light), a downpipe down the left wall near it (a long vertical line, what the corner edge
+    usually is), and the corner board left out of the paint mask: the walls must meet in the mask's gap, not at the
+    downpipe."""
+    (ta, pa), (tb, pb) = facades
+    ta, tb, pa, pb = ta.copy(), tb.copy(), pa.copy(), pb.copy()
+    w = ta.shape[1]
+    ta[:, int(0.55 * w):] = (200, 170, 140)  # plain siding near the corner on both walls
+    tb[:, :int(0.1 * w)] = (200, 170, 140)
+    pa[:, int(0.55 * w):] = 255
+    pb[:, :int(0.1 * w)] = 255
+    cv2.line(ta, (int(0.62 * w), 0), (int(0.62 * w), ta.shape[0]), (60, 60, 60), 6)  # the downpipe
+    pa[:, -14:] = 0  # the corner board: trim, not wall
+    corner_top = np.array([0, -4.0, 10])
+    walls = corner_walls(ta, tb, corner_top)
+    K, R = camera(750), look_at(corner_top + [0, 2.5, 4])
+    img, regions, Hs = render(K, R, walls, bg=(200, 170, 140))
+    painted = [cv2.warpPerspective(p, Ht, (W, H), flags=cv2.INTER_NEAREST) > 127 for p, Ht in zip((pa, pb), Hs)]
+    geo = LineGeometry().estimate(img, painted[0] | painted[1])
+    assert len(geo.walls) == 2, geo.warnings
+    for (wall, _iou), true_wall in zip(match(geo, painted), painted):
+        assert (wall.mask & true_wall).sum() >= 0.995 * true_wall.sum()

@@ -527,9 +527,9 @@ def test_corner_with_very_unequal_walls(facades):
 
 def test_corner_line_goes_into_the_unpainted_corner_board(facades):
     """Both walls the same plain siding near the corner, under a sky as pale (no course lines and no outline edges
-    to place the corner line by, no edge where they meet, as in flat light), a downpipe down the left wall near it (a long vertical line, what the corner edge
-    usually is), and the corner board left out of the paint mask: the walls must meet in the mask's gap, not at the
-    downpipe."""
+    to place the corner line by, no edge where they meet, as in flat light), a downpipe down the left wall near it
+    (a long vertical line, what the corner edge usually is), and the corner board left out of the paint mask: the
+    walls must meet in the mask's gap, not at the downpipe."""
     (ta, pa), (tb, pb) = facades
     ta, tb, pa, pb = ta.copy(), tb.copy(), pa.copy(), pb.copy()
     w = ta.shape[1]

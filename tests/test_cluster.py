@@ -126,19 +126,26 @@ def test_fifty_jobs_two_workers_two_apis_one_worker_killed(tmp_path, model_dir, 
             workers["w1"].proc.wait(10)
             killed_at = time.monotonic()
             assert store.get(victim).status == "running"  # nothing handed it back: only its lease can
-            # w2's housekeeping reaps the expired lease and w2 runs the job again; then w1 comes back.
+            # w2's housekeeping reaps the expired lease (w1 is dead: only w2 can); the job goes back to the end of
+            # the queue, w1 comes back, and whichever worker reaches the job runs it again. The wait for that is
+            # bounded by the queue ahead of it, not by a fixed few seconds.
             deadline, requeued_s = time.monotonic() + 60, None
+            while requeued_s is None and time.monotonic() < deadline:
+                row = store.get(victim)
+                if not (row.status == "running" and row.lease_owner.startswith("w1/")):
+                    requeued_s = time.monotonic() - killed_at
+                time.sleep(0.05)
+            assert requeued_s is not None, f"the killed job's lease was never reaped: {store.get(victim)}"
+            workers["w1"] = worker("w1")
+            deadline = time.monotonic() + 150
             while time.monotonic() < deadline:
                 row = store.get(victim)
-                if requeued_s is None and not (row.status == "running" and row.lease_owner.startswith("w1/")):
-                    requeued_s = time.monotonic() - killed_at  # reaped: back in the queue (at its end)
-                if row.status == "completed" or (row.lease_owner or "").startswith("w2/cpu/"):
+                if row.status == "completed" or (row.status == "running" and row.attempts >= 2):
                     break
                 time.sleep(0.05)
             else:
                 raise AssertionError(f"the killed job was not picked up again: {store.get(victim)}")
             recovered_s = time.monotonic() - killed_at
-            workers["w1"] = worker("w1")
 
             # Both API processes see every job; all complete.
             deadline = time.monotonic() + 150
@@ -170,13 +177,13 @@ def test_fifty_jobs_two_workers_two_apis_one_worker_killed(tmp_path, model_dir, 
             row = store.get(victim)
             assert 2 <= row.attempts <= MAX_ATTEMPTS, row
             assert sum(store.get(j).attempts for j in submitted) <= JOBS + 2 * MAX_ATTEMPTS
-            assert f"job {victim}: attempt 2" in workers["w2"].log_tail(10_000)  # run again elsewhere
+            assert any(f"job {victim}: attempt 2" in w.log_tail(10_000) for w in workers.values())  # run again
             # Housekeeping ran (the lease reaping) under one named lease.
             owners = store._one("SELECT COUNT(*) FROM render_leases WHERE name = 'housekeeping'")
             assert owners[0] == 1
             print(f"\ncluster: {JOBS} jobs, 2 workers x 1 thread, 2 APIs: submit {submit_s:.1f} s, "
                   f"all completed {drained_s:.1f} s after start; the killed job was requeued "
-                  f"{requeued_s:.1f} s after the kill (lease 3 s, housekeeping every 1 s) and running again on w2 "
+                  f"{requeued_s:.1f} s after the kill (lease 3 s, housekeeping every 1 s) and running again "
                   f"after {recovered_s:.1f} s (behind the queue); attempts {row.attempts}")
         finally:
             for a in apis + list(workers.values()):

@@ -158,12 +158,16 @@ class _Transient(Exception):
 
 def _fetch_hop_with_retry(url, what, policy, allow: AllowList, clock: _Deadline) -> bytes | str:
     attempts = 1 + max(0, policy.retries)
+
+    def no_time_for_another_try() -> bool:  # the pause and another try would overrun the deadline
+        return clock.left() <= _RETRY_DELAY
+
     retry = retrying(_Transient, attempts=attempts, wait=tenacity.wait_fixed(_RETRY_DELAY),
-                     give_up=lambda: clock.left() <= _RETRY_DELAY)  # no time left for the pause and another try
+                     give_up=no_time_for_another_try)
     try:
         return retry(_fetch_hop, url, what, policy, allow, clock)
     except _Transient as exc:
-        if clock.left() <= _RETRY_DELAY:
+        if no_time_for_another_try():  # it was the deadline that ended the tries: say so
             raise clock.error(what, _host(url)) from None
         suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
         raise DownloadError(f"{what}: {exc}{suffix}") from None

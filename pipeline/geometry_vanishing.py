@@ -13,6 +13,15 @@ from .geometry_lines import Segments
 
 DEFAULT_FOCAL = 0.8  # focal length / long side when it cannot be estimated (~28 mm equivalent)
 FOCAL_PRIOR_SIGMA = 0.35  # spread of real cameras' focal lengths around DEFAULT_FOCAL, in log f
+# A far wall's own direction, looked for only among the lines at the end of a one-direction wall that disagree with
+# it (pipeline/geometry_walls.disagreeing_end): fewer lines suffice there than for a second direction over the whole
+# wall (fit_horizontals: 4 lines, 0.08 image widths), since the place already says a second wall is likely. The two
+# walls of a corner are near perpendicular: a direction more than 60 degrees from perpendicular to the first
+# (END_MAX_COS, at the typical focal length) is a pattern on the same wall, not a far wall. Tuned on bench/geometry.py
+# (--no-render, 100 singles / 100 corners, seed 0): real far walls reach 0.41 (focal 50 mm), false ones 0.62-0.99.
+END_MIN_INLIERS = 3
+END_MIN_LENGTH = 0.05
+END_MAX_COS = 0.5
 VP_ANGLE = 0.001  # typical angular error (rad) of a vanishing point's direction, seen from the image centre
 
 
@@ -122,19 +131,30 @@ def fit_vertical(seg: Segments, rng: np.random.Generator) -> tuple[np.ndarray | 
     return vv, vert_inl
 
 
+def _cos_at_default_focal(V: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """|cos| of the 3D angle between the directions of the vanishing points V (M, 3) and u (3,) at the typical
+    focal length (the focal length is not known yet where this is asked)."""
+    k = np.array([1.0 / DEFAULT_FOCAL, 1.0 / DEFAULT_FOCAL, 1.0])
+    a = V * k
+    b = u * k
+    return np.abs(a @ b) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b))
+
+
+def _horizontal_prior(vv: np.ndarray | None):
+    """Which candidate points (M, 3) can be horizontal directions: 60-120 degrees from the vertical one, at the
+    typical focal length."""
+    def accept(V: np.ndarray) -> np.ndarray:
+        if vv is None:
+            return np.ones(len(V), bool)
+        return _cos_at_default_focal(V, vv) < 0.5
+    return accept
+
+
 def fit_horizontals(seg: Segments, on_wall: np.ndarray, vert_inl: np.ndarray, vv: np.ndarray | None,
                     rng: np.random.Generator) -> tuple[list, np.ndarray]:
     """Up to two horizontal vanishing points from the non-vertical segments on/near the wall:
     ([(unit homogeneous point, indices of its inlier segments, score)], the candidate segments' indices)."""
-    def horizontal_prior(V: np.ndarray) -> np.ndarray:
-        if vv is None:
-            return np.ones(len(V), bool)
-        k = np.array([1.0 / DEFAULT_FOCAL, 1.0 / DEFAULT_FOCAL, 1.0])
-        a = V * k
-        b = vv * k
-        cos = np.abs(a @ b) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b))
-        return cos < 0.5  # between 60 and 120 degrees from the vertical
-
+    horizontal_prior = _horizontal_prior(vv)
     hor_cand = np.nonzero(on_wall & ~vert_inl & (np.abs(seg.d[:, 1]) < math.sin(math.radians(45))))[0]
     vh = []  # [(vanishing point, indices of its inlier segments, score)]
     res = ransac_vp(seg, hor_cand, rng, accept=horizontal_prior)
@@ -148,3 +168,16 @@ def fit_horizontals(seg: Segments, on_wall: np.ndarray, vert_inl: np.ndarray, vv
                 and seg.length[rest[res2[1]]].sum() >= 0.08):
             vh.append((res2[0], rest[res2[1]], res2[2]))
     return vh, hor_cand
+
+
+def fit_end_direction(seg: Segments, idx: np.ndarray, first: np.ndarray, vv: np.ndarray | None,
+                      rng: np.random.Generator):
+    """A second horizontal direction from the segments idx only (the lines at one end of a wall that disagree with
+    its direction `first`): (unit homogeneous point, its inlier segments' indices, score), or None when they do not
+    agree on one, or on one a corner's far wall can have (see END_MIN_INLIERS)."""
+    idx = idx[sin_error(first[None], seg.mid[idx], seg.d[idx])[0] >= 1.5 * seg.tol[idx]]  # as in fit_horizontals
+    res = ransac_vp(seg, idx, rng, accept=_horizontal_prior(vv))
+    if (res is None or res[1].sum() < END_MIN_INLIERS or seg.length[idx[res[1]]].sum() < END_MIN_LENGTH
+            or _cos_at_default_focal(res[0], first) >= END_MAX_COS):
+        return None
+    return res[0], idx[res[1]], res[2]

@@ -158,11 +158,12 @@ def course_turn(K, Kinv, vv_px, vh_px, xs, ys) -> float:
     return worst
 
 
-def disagreeing_end_share(seg: Segments, vv, support_idx: np.ndarray, cand_idx: np.ndarray, xs: np.ndarray,
-                           ys: np.ndarray, cx: float, cy: float, L: float) -> float:
-    """Share of the mask's pixels in the longest run, from either end of the mask across the wall, of bins whose
-    near-horizontal lines disagree with the chosen direction (see DISAGREE_END_SHARE). Position across the wall is
-    the pencil coordinate through the vertical vanishing point, so a leaning corner line stays one bin edge."""
+def disagreeing_end(seg: Segments, vv, support_idx: np.ndarray, cand_idx: np.ndarray, xs: np.ndarray,
+                    ys: np.ndarray, cx: float, cy: float, L: float) -> tuple[float, np.ndarray]:
+    """The longest run, from either end of the mask across the wall, of bins whose near-horizontal lines disagree
+    with the chosen direction (see DISAGREE_END_SHARE): (share of the mask's pixels in it, the disagreeing lines'
+    indices whose midpoints lie in it). Position across the wall is the pencil coordinate through the vertical
+    vanishing point, so a leaning corner line stays one bin edge."""
     v_vert = vv if vv is not None else np.array([0.0, 1.0, 0.0])
     yc = float((ys.mean() - cy) / L)
     step = max(1, len(xs) // 20000)
@@ -178,18 +179,21 @@ def disagreeing_end_share(seg: Segments, vv, support_idx: np.ndarray, cand_idx: 
         uu = pencil_coord(v_vert, pts[..., 0], pts[..., 1], yc).ravel()
         return np.histogram(uu, edges, weights=np.repeat(seg.length[idx] / len(t), len(t)))[0]
 
+    others = np.setdiff1d(cand_idx, support_idx)
     agree = line_length_per_bin(support_idx)
-    disagree = line_length_per_bin(np.setdiff1d(cand_idx, support_idx))
+    disagree = line_length_per_bin(others)
     present = mass > 0.2 / DISAGREE_BINS
     bad = present & (disagree > 2 * agree) & (disagree > 0.01)
     lineless = (disagree <= 0.01) & (agree <= 0.01)  # no say either way: the run goes on through it
-    best = 0.0
+    best, span = 0.0, (0.0, 0.0)
     for order in (range(DISAGREE_BINS), range(DISAGREE_BINS - 1, -1, -1)):
         run = 0.0
         for k in order:
             if not (bad[k] or lineless[k] or not present[k]):
                 break
             run += mass[k]
-            if bad[k]:
-                best = max(best, run)
-    return best
+            if bad[k] and run > best:
+                best = run
+                span = (-np.inf, float(edges[k + 1])) if order[0] == 0 else (float(edges[k]), np.inf)
+    u_mid = pencil_coord(v_vert, seg.mid[others, 0], seg.mid[others, 1], yc)
+    return best, others[(u_mid > span[0]) & (u_mid < span[1])]

@@ -525,6 +525,27 @@ def test_corner_with_very_unequal_walls(facades):
     assert_right_or_flagged(geo, regions, Hs, [w[0].shape for w in walls])
 
 
+@pytest.mark.parametrize("angle_deg, width_l, width_r, eye", [(55, 6.0, 11.0, (2.5, 2.5, 4)),
+                                                           (45, 4.0, 10.0, (2.0, 2.5, 3))])
+def test_far_wall_found_at_the_disagreeing_end_gets_its_own_plane(facades, angle_deg, width_l, width_r, eye):
+    """A far wall of ~13 % of the mask, too weak for a second direction over the whole mask: its direction is found
+    among the lines at the end that disagree with the near wall's, and it gets its own plane (flagged: few lines
+    gave it), instead of the near wall's plane turning its courses by 40 degrees; the near wall stays sure."""
+    (ta, _), (tb, _) = facades
+    corner_top = np.array([-2.0, -4.0, 11])
+    walls = corner_walls(ta, tb, corner_top, angle_deg=angle_deg, width_l=width_l, width_r=width_r)
+    K, R = camera(800), look_at(corner_top + np.array(eye))
+    img, regions, Hs = render(K, R, walls)
+    assert 0.1 < regions[0].sum() / (regions[0] | regions[1]).sum() < 0.16  # the scene is what the test says
+    geo = LineGeometry().estimate(img, regions[0] | regions[1])
+    assert len(geo.walls) == 2, geo.warnings
+    (far, far_iou), (near, near_iou) = match(geo, regions)
+    assert far_iou > 0.6 and near_iou > 0.9
+    for wall, Ht, w in zip((far, near), Hs, walls):
+        assert course_error_deg(wall.homography, Ht, w[0].shape) < 1.0
+    assert far.confidence <= 0.5 and near.confidence == 1.0 and any("second wall" in w for w in geo.warnings)
+
+
 def test_corner_line_goes_into_the_unpainted_corner_board(facades):
     """Both walls the same plain siding near the corner, under a sky as pale (no course lines and no outline edges
     to place the corner line by, no edge where they meet, as in flat light), a downpipe down the left wall near it

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 
 from .. import wall_frame
+from ..geometry_vanishing import DEFAULT_FOCAL  # noqa: F401  (one typical focal length for both geometries)
 from ..stages import Geometry, Wall
 
-DEFAULT_FOCAL = 0.8  # focal length / long side without vanishing points (as the embedded LineGeometry)
 REFINE_DEG = 15.0
 SNAP_DEG = 15.0
 WALL_NORMAL_MAX_TILT = 0.4  # |n . vertical| below this: a wall-like point (within ~24 degrees of vertical)

@@ -44,7 +44,7 @@ from . import geometry_frames as frames
 from . import geometry_vanishing as vanishing
 from .errors import InputError
 from .geometry_lines import DETECT_SIDE, NearMask, detect
-from .geometry_walls import DISAGREE_END_SHARE, UNSUPPORTED_END_CONFIDENCE, course_turn, disagreeing_end, \
+from .geometry_walls import DISAGREE_END_SHARE, FAR_WALL_SEARCH_SHARE, UNSUPPORTED_END_CONFIDENCE, course_turn, disagreeing_end, \
     split_corner
 from .stages import Geometry, VanishingPoints, Wall
 
@@ -163,7 +163,8 @@ class LineGeometry:
         if split is None and vh and not unseparated:
             share, end_idx = disagreeing_end(seg, vv, vh[0][1], hor_cand, xs, ys, cx, cy, L)
             end_unsupported = share >= DISAGREE_END_SHARE
-            far = vanishing.fit_end_direction(seg, end_idx, vh[0][0], vv, rng) if end_unsupported else None
+            far = vanishing.fit_end_direction(seg, end_idx, vh[0][0], vv, rng) if share >= FAR_WALL_SEARCH_SHARE \
+                else None
             split = split_corner(seg, vv, vh + [far], mask, xs, ys, cx, cy, L) if far is not None else None
             if split is not None:  # the far wall's own direction, found where the lines said it would be
                 warnings.append("geometry: a second wall found at one end of the mask from few lines; its courses "

@@ -526,17 +526,18 @@ def test_corner_with_very_unequal_walls(facades):
 
 
 @pytest.mark.parametrize("angle_deg, width_l, width_r, eye", [(55, 6.0, 11.0, (2.5, 2.5, 4)),
-                                                           (45, 4.0, 10.0, (2.0, 2.5, 3))])
+                                                           (45, 4.0, 10.0, (2.0, 2.5, 3)),
+                                                           (60, 6.0, 12.0, (3.0, 2.5, 4))])
 def test_far_wall_found_at_the_disagreeing_end_gets_its_own_plane(facades, angle_deg, width_l, width_r, eye):
-    """A far wall of ~13 % of the mask, too weak for a second direction over the whole mask: its direction is found
+    """A far wall of 9-13 % of the mask, too weak for a second direction over the whole mask: its direction is found
     among the lines at the end that disagree with the near wall's, and it gets its own plane (flagged: few lines
-    gave it), instead of the near wall's plane turning its courses by 40 degrees; the near wall stays sure."""
+    gave it), instead of the near wall's plane turning its courses by 40-50 degrees; the near wall stays sure."""
     (ta, _), (tb, _) = facades
     corner_top = np.array([-2.0, -4.0, 11])
     walls = corner_walls(ta, tb, corner_top, angle_deg=angle_deg, width_l=width_l, width_r=width_r)
     K, R = camera(800), look_at(corner_top + np.array(eye))
     img, regions, Hs = render(K, R, walls)
-    assert 0.1 < regions[0].sum() / (regions[0] | regions[1]).sum() < 0.16  # the scene is what the test says
+    assert 0.08 < regions[0].sum() / (regions[0] | regions[1]).sum() < 0.16  # the scene is what the test says
     geo = LineGeometry().estimate(img, regions[0] | regions[1])
     assert len(geo.walls) == 2, geo.warnings
     (far, far_iou), (near, near_iou) = match(geo, regions)

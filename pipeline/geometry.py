@@ -169,8 +169,8 @@ class LineGeometry:
             if split is not None:  # the far wall's own direction, found where the lines said it would be
                 warnings.append("geometry: a second wall found at one end of the mask from few lines; its courses "
                                 "may be off")
+                # the camera stays the one the near wall's lines gave: the few far lines must not move its focal
                 vh, end_unsupported, far_found = vh + [far], False, True
-                K, Kinv = camera_for(vh)
             elif end_unsupported:
                 warnings.append(f"geometry: the lines on {100 * share:.0f}% of the wall, at one end, disagree "
                                 "with its course direction (a second wall there?); courses may be off on that part")

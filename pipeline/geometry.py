@@ -44,7 +44,7 @@ from . import geometry_frames as frames
 from . import geometry_vanishing as vanishing
 from .errors import InputError
 from .geometry_lines import DETECT_SIDE, NearMask, detect
-from .geometry_walls import DISAGREE_END_SHARE, FAR_WALL_SEARCH_SHARE, UNSUPPORTED_END_CONFIDENCE, course_turn, disagreeing_end, \
+from .geometry_walls import DISAGREE_END_SHARE, FAR_WALL_MIN_VIEW_COS, FAR_WALL_SEARCH_SHARE, UNSUPPORTED_END_CONFIDENCE, course_turn, disagreeing_end, grazing_cos, \
     split_corner
 from .stages import Geometry, VanishingPoints, Wall
 
@@ -166,6 +166,12 @@ class LineGeometry:
             far = vanishing.fit_end_direction(seg, end_idx, vh[0][0], vv, rng) if share >= FAR_WALL_SEARCH_SHARE \
                 else None
             split = split_corner(seg, vv, vh + [far], mask, xs, ys, cx, cy, L) if far is not None else None
+            if split is not None:
+                far_mask = split[0] if split[3] == 1 else split[1]
+                ys_f, xs_f = np.nonzero(far_mask)
+                if grazing_cos(Kinv, to_px(vv) if vv is not None else None, to_px(far[0]), xs_f, ys_f) \
+                        < FAR_WALL_MIN_VIEW_COS:
+                    split = None  # a wall seen that edge-on is a wrong direction, not a far wall seen obliquely
             if split is not None:  # the far wall's own direction, found where the lines said it would be
                 warnings.append("geometry: a second wall found at one end of the mask from few lines; its courses "
                                 "may be off")

@@ -26,6 +26,10 @@ DISAGREE_END_SHARE = 0.075
 # same. The test scene of a 60-degree corner whose far wall is 9 % of the mask (share 0.065) was confidently 50
 # degrees off without it.
 FAR_WALL_SEARCH_SHARE = 0.05
+# A found far wall seen more edge-on than 75 degrees (|cos| of normal vs viewing ray under FAR_WALL_MIN_VIEW_COS) is
+# a wrong direction, not a wall: on US house_295 such a "far wall" turned the boards of a side patch vertical. No
+# corner of the bench set comes that close (0.26 leaves it unchanged, 0.4 loses far walls).
+FAR_WALL_MIN_VIEW_COS = 0.26
 DISAGREE_BINS = 24
 UNSUPPORTED_END_CONFIDENCE = 0.5
 
@@ -140,6 +144,16 @@ def split_corner(seg: Segments, vv, vh, mask, xs, ys, cx, cy, L):
     # (point on the horizontal line y = yc at pencil coordinate s_split)
     anchor = np.array([s_split * L + cx, ys.mean(), 1.0])
     return left_mask, right_mask, anchor, left, right
+
+
+def grazing_cos(Kinv, vv_px, vh_px, xs, ys) -> float:
+    """|cos| of the angle between the wall's normal (from its vertical and horizontal vanishing points) and the
+    viewing ray to the wall's centre pixel: 1 facing the camera, 0 seen edge-on."""
+    r_v = Kinv @ vv_px if vv_px is not None else np.array([0.0, 1.0, 0.0])
+    r_h = Kinv @ vh_px
+    n = np.cross(r_v, r_h)
+    ray = Kinv @ np.array([xs.mean(), ys.mean(), 1.0])
+    return float(abs(n @ ray) / (np.linalg.norm(n) * np.linalg.norm(ray)))
 
 
 def course_turn(K, Kinv, vv_px, vh_px, xs, ys) -> float:

@@ -3,6 +3,8 @@ truth up to the rectified frame's freedom (scale and translation)."""
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -570,3 +572,19 @@ def test_corner_line_goes_into_the_unpainted_corner_board(facades):
     assert len(geo.walls) == 2, geo.warnings
     for (wall, _iou), true_wall in zip(match(geo, painted), painted):
         assert (wall.mask & true_wall).sum() >= 0.995 * true_wall.sum()
+
+
+def test_grazing_cos_tells_a_facing_wall_from_an_edge_on_one():
+    """The far-wall guard's measure: 1 for a wall facing the camera, near 0 for one seen edge-on."""
+    from pipeline.geometry_walls import grazing_cos
+
+    K = camera(800)
+    Kinv = np.linalg.inv(K)
+    xs, ys = np.array([400.0, 624.0]), np.array([300.0, 468.0])  # around the image centre
+    vertical = K @ np.array([0.0, 1.0, 0.0])
+    facing = K @ np.array([1.0, 0.0, 0.0])  # courses parallel to the image: the wall faces the camera
+    edge_on = K @ np.array([0.0, 0.0, 1.0])  # courses along the viewing direction
+    assert grazing_cos(Kinv, vertical, facing, xs, ys) > 0.99
+    assert grazing_cos(Kinv, vertical, edge_on, xs, ys) < 0.05
+    oblique = K @ np.array([math.cos(math.radians(60)), 0.0, math.sin(math.radians(60))])
+    assert abs(grazing_cos(Kinv, vertical, oblique, xs, ys) - math.cos(math.radians(60))) < 0.05

@@ -588,3 +588,27 @@ def test_grazing_cos_tells_a_facing_wall_from_an_edge_on_one():
     assert grazing_cos(Kinv, vertical, edge_on, xs, ys) < 0.05
     oblique = K @ np.array([math.cos(math.radians(60)), 0.0, math.sin(math.radians(60))])
     assert abs(grazing_cos(Kinv, vertical, oblique, xs, ys) - math.cos(math.radians(60))) < 0.05
+
+
+def test_wall_direction_refit_on_its_own_lines_only_when_better():
+    """After a corner split each wall's direction is fitted again on its own lines: taken when it explains them
+    better than the direction found over both walls, else the found one stays."""
+    from pipeline import geometry_vanishing as vanishing
+    from pipeline.geometry_lines import Segments
+
+    rng = np.random.default_rng(0)
+    vp = np.array([2.5, -0.05, 1.0])  # this wall's true horizontal vanishing point (normalised image coordinates)
+    starts = np.column_stack([rng.uniform(-0.4, 0.0, 12), rng.uniform(-0.3, 0.3, 12)])
+    d = vp[:2] - starts
+    ends = starts + 0.15 * d / np.linalg.norm(d, axis=1)[:, None]
+    seg = Segments(starts, ends, 640)
+    idx = np.arange(len(seg))
+    vertical = np.array([0.0, 1.0, 0.0])
+    pulled = np.array([1.2, 0.2, 1.0])  # the first fit, pulled off by the other wall's lines
+    pulled = pulled / np.linalg.norm(pulled)
+    refit = vanishing.refit_on_wall(seg, idx, (pulled, idx[:3], 0.1), vertical, rng)
+    v = refit[0] / refit[0][2]
+    assert np.allclose(v[:2], vp[:2], atol=0.05) and len(refit[1]) == len(seg)
+    exact = vp / np.linalg.norm(vp)
+    found = (exact, idx, vanishing.vp_score(seg, idx, exact))
+    assert vanishing.refit_on_wall(seg, idx, found, vertical, rng) is found  # nothing better to take

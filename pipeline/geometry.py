@@ -44,8 +44,8 @@ from . import geometry_frames as frames
 from . import geometry_vanishing as vanishing
 from .errors import InputError
 from .geometry_lines import DETECT_SIDE, NearMask, detect
-from .geometry_walls import DISAGREE_END_SHARE, FAR_WALL_MIN_VIEW_COS, FAR_WALL_SEARCH_SHARE, UNSUPPORTED_END_CONFIDENCE, course_turn, disagreeing_end, grazing_cos, \
-    split_corner
+from .geometry_walls import DISAGREE_END_SHARE, FAR_WALL_MIN_VIEW_COS, FAR_WALL_SEARCH_SHARE, \
+    UNSUPPORTED_END_CONFIDENCE, course_turn, disagreeing_end, grazing_cos, split_corner
 from .stages import Geometry, VanishingPoints, Wall
 
 NAME = "embedded:lsd-vanishing-points"
@@ -133,14 +133,13 @@ class LineGeometry:
             warnings.append("geometry: two wall directions found but their lines could not be told apart; one "
                             "wall with the stronger direction (courses may be off on part of the wall)")
 
-        def camera_for(vh) -> tuple[np.ndarray, np.ndarray]:  # focal length from every orthogonal pair found
-            pairs = [(vv, v[0]) for v in vh] + ([(vh[0][0], vh[1][0])] if len(vh) == 2 else [])
-            return _camera(vanishing.focal_from_pairs(pairs), L, cx, cy)
-
-        K, Kinv = camera_for(vh)
+        f = vanishing.focal_from_pairs([(vv, v[0]) for v in vh] + ([(vh[0][0], vh[1][0])] if len(vh) == 2 else []))
+        K, Kinv = _camera(f, L, cx, cy)
 
         def to_px(v):
             return np.array([L * v[0] + cx * v[2], L * v[1] + cy * v[2], v[2]])
+
+        vv_px = to_px(vv) if vv is not None else None
 
         if vv is None:
             warnings.append("geometry: no vertical vanishing point; assuming the camera is upright")
@@ -148,7 +147,7 @@ class LineGeometry:
             warnings.append("geometry: no horizontal vanishing point on the wall; assuming it faces the camera")
         snapped = False
         if split is None and vh:
-            turn = course_turn(K, Kinv, to_px(vv) if vv is not None else None, to_px(vh[0][0]), xs, ys)
+            turn = course_turn(K, Kinv, vv_px, to_px(vh[0][0]), xs, ys)
             support_len = float(seg.length[vh[0][1]].sum())
             if turn <= SNAP_LEVEL_DEG and support_len < SNAP_MAX_SUPPORT:
                 warnings.append(f"geometry: the wall's courses are within {turn:.1f} deg of level on little line "
@@ -157,7 +156,7 @@ class LineGeometry:
                 vh = []
                 snapped = True
                 # the focal length no longer has the (doubtful) horizontal vanishing point's say
-                K, Kinv = camera_for([])
+                K, Kinv = _camera(vanishing.focal_from_pairs([]), L, cx, cy)
 
         end_unsupported, far_found = False, False
         if split is None and vh and not unseparated:
@@ -167,10 +166,9 @@ class LineGeometry:
                 else None
             split = split_corner(seg, vv, vh + [far], mask, xs, ys, cx, cy, L) if far is not None else None
             if split is not None:
-                far_mask = split[0] if split[3] == 1 else split[1]
+                far_mask = split[0] if split[3] == 1 else split[1]  # split: (left, right, anchor, left_i, right_i)
                 ys_f, xs_f = np.nonzero(far_mask)
-                if grazing_cos(Kinv, to_px(vv) if vv is not None else None, to_px(far[0]), xs_f, ys_f) \
-                        < FAR_WALL_MIN_VIEW_COS:
+                if grazing_cos(Kinv, vv_px, to_px(far[0]), xs_f, ys_f) < FAR_WALL_MIN_VIEW_COS:
                     split = None  # a wall seen that edge-on is a wrong direction, not a far wall seen obliquely
             if split is not None:  # the far wall's own direction, found where the lines said it would be
                 warnings.append("geometry: a second wall found at one end of the mask from few lines; its courses "
@@ -183,29 +181,28 @@ class LineGeometry:
 
         def measured() -> VanishingPoints:
             # a snapped direction was assumed, not measured: it is not passed on (vh is empty then)
-            return VanishingPoints(to_px(vv) if vv is not None else None, [to_px(v[0]) for v in vh])
+            return VanishingPoints(vv_px, [to_px(v[0]) for v in vh])
 
-        def support(wall_mask: np.ndarray, hor_idx) -> np.ndarray:
+        def support(on: np.ndarray, hor_idx) -> np.ndarray:
             """End points (full-resolution pixels) of the line segments that lie on this wall: the inliers of
-            its horizontal vanishing point with their midpoints on/near its mask."""
+            its horizontal vanishing point with their midpoints on/near its mask (`on`: NearMask.of the mask)."""
             sel = np.zeros(len(seg), bool)
             if hor_idx is not None:
                 sel[hor_idx] = True
-            sel &= near.of(wall_mask)
+            sel &= on
             pts = np.concatenate([seg.p1[sel], seg.p2[sel]]) * L + np.array([cx, cy])
             return pts
 
         if split is None:
             anchor = np.array([xs.mean(), ys.mean(), 1.0])
-            H = frames.wall_homography(K, Kinv, anchor, to_px(vv) if vv is not None else None,
-                                       to_px(vh[0][0]) if vh else None)
+            H = frames.wall_homography(K, Kinv, anchor, vv_px, to_px(vh[0][0]) if vh else None)
             conf = 1.0 if vh else (SNAPPED_CONFIDENCE if snapped else NO_COURSES_CONFIDENCE)
             if unseparated:
                 conf = min(conf, UNSEPARATED_CONFIDENCE)
             if end_unsupported:
                 conf = min(conf, UNSUPPORTED_END_CONFIDENCE)
             walls = [Wall(mask, H, confidence=conf)]
-            frames.place_walls(walls, [support(mask, vh[0][1] if vh else None)], warnings)
+            frames.place_walls(walls, [support(on_wall, vh[0][1] if vh else None)], warnings)
             return Geometry(walls, NAME, warnings, measured())
 
         left_mask, right_mask, anchor, left_i, right_i = split
@@ -215,14 +212,14 @@ class LineGeometry:
         # each wall's direction once more from the lines on that wall alone: the corner's first fit saw both walls'
         # lines, and the other wall's (or the corner's clutter) can pull it
         vh = list(vh)
+        walls, supports = [], []
         for m_k, i_k in ((left_mask, left_i), (right_mask, right_i)):
-            vh[i_k] = vanishing.refit_on_wall(seg, hor_cand[near.of(m_k)[hor_cand]], vh[i_k], vv, rng)
-        walls = []
-        for m_k, i_k in ((left_mask, left_i), (right_mask, right_i)):
-            Hk = frames.wall_homography(K, Kinv, anchor, to_px(vv) if vv is not None else None, to_px(vh[i_k][0]))
+            on_k = near.of(m_k)
+            vh[i_k] = vanishing.refit_on_wall(seg, hor_cand[on_k[hor_cand]], vh[i_k], vv, rng)
+            Hk = frames.wall_homography(K, Kinv, anchor, vv_px, to_px(vh[i_k][0]))
             walls.append(Wall(m_k, Hk, confidence=confidence[i_k]))
-        frames.place_walls(walls, [support(left_mask, vh[left_i][1]), support(right_mask, vh[right_i][1])],
-                           warnings, unrolled=True)
+            supports.append(support(on_k, vh[i_k][1]))
+        frames.place_walls(walls, supports, warnings, unrolled=True)
         return Geometry(walls, NAME, warnings, measured())
 
     @staticmethod

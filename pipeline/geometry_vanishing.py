@@ -15,10 +15,11 @@ DEFAULT_FOCAL = 0.8  # focal length / long side when it cannot be estimated (~28
 FOCAL_PRIOR_SIGMA = 0.35  # spread of real cameras' focal lengths around DEFAULT_FOCAL, in log f
 # A far wall's own direction, looked for only among the lines at the end of a one-direction wall that disagree with
 # it (pipeline/geometry_walls.disagreeing_end): fewer lines suffice there than for a second direction over the whole
-# wall (fit_horizontals: 4 lines, 0.08 image widths), since the place already says a second wall is likely. The two
+# wall (fit_horizontals: SECOND_MIN_INLIERS lines, 0.08 image widths), since the place already says a second wall is likely. The two
 # walls of a corner are near perpendicular: a direction more than 60 degrees from perpendicular to the first
 # (END_MAX_COS, at the typical focal length) is a pattern on the same wall, not a far wall. Tuned on bench/geometry.py
 # (--no-render, 100 singles / 100 corners, seed 0): real far walls reach 0.41 (focal 50 mm), false ones 0.62-0.99.
+SECOND_MIN_INLIERS = 4  # lines a second horizontal direction needs (fit_horizontals, refit_on_wall)
 END_MIN_INLIERS = 3
 END_MIN_LENGTH = 0.05
 END_MAX_COS = 0.5
@@ -56,8 +57,7 @@ def ransac_vp(seg: Segments, idx: np.ndarray, rng: np.random.Generator, n_hyp: i
         V = V[accept(V)]
     if not len(V):
         return None
-    err = sin_error(V, mid, d)
-    score = (w * np.clip(1.0 - (err / tol) ** 2, 0.0, None)).sum(axis=1)
+    score = _support(sin_error(V, mid, d), w, tol)
     v = V[int(np.argmax(score))]
     for _ in range(3):  # refine: weighted least squares on the inliers (smallest singular vector)
         inl = sin_error(v[None], mid, d)[0] < tol
@@ -69,15 +69,17 @@ def ransac_vp(seg: Segments, idx: np.ndarray, rng: np.random.Generator, n_hyp: i
             break
         v = v_new
     err = sin_error(v[None], mid, d)[0]
-    inl = err < tol
-    score = float((w * np.clip(1.0 - (err / tol) ** 2, 0.0, None)).sum())
-    return v, inl, score
+    return v, err < tol, float(_support(err, w, tol))
+
+
+def _support(err: np.ndarray, w: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    """A vanishing point's score from its segments' errors (..., N): length-weighted, falling to 0 at tol."""
+    return (w * np.clip(1.0 - (err / tol) ** 2, 0.0, None)).sum(axis=-1)
 
 
 def vp_score(seg: Segments, idx: np.ndarray, v: np.ndarray) -> float:
     """ransac_vp's score of the vanishing point v over the segments idx."""
-    err = sin_error(v[None], seg.mid[idx], seg.d[idx])[0]
-    return float((seg.length[idx] * np.clip(1.0 - (err / seg.tol[idx]) ** 2, 0.0, None)).sum())
+    return float(_support(sin_error(v[None], seg.mid[idx], seg.d[idx])[0], seg.length[idx], seg.tol[idx]))
 
 
 def pencil_coord(v: np.ndarray, x: np.ndarray, y: np.ndarray, yc: float) -> np.ndarray:
@@ -170,7 +172,7 @@ def fit_horizontals(seg: Segments, on_wall: np.ndarray, vert_inl: np.ndarray, vv
         removal = sin_error(res[0][None], seg.mid[hor_cand], seg.d[hor_cand])[0] < 1.5 * seg.tol[hor_cand]
         rest = hor_cand[~removal]
         res2 = ransac_vp(seg, rest, rng, accept=horizontal_prior)
-        if (res2 is not None and res2[1].sum() >= 4 and res2[2] >= 0.2 * res[2]
+        if (res2 is not None and res2[1].sum() >= SECOND_MIN_INLIERS and res2[2] >= 0.2 * res[2]
                 and seg.length[rest[res2[1]]].sum() >= 0.08):
             vh.append((res2[0], rest[res2[1]], res2[2]))
     return vh, hor_cand
@@ -192,10 +194,10 @@ def fit_end_direction(seg: Segments, idx: np.ndarray, first: np.ndarray, vv: np.
 def refit_on_wall(seg: Segments, idx: np.ndarray, found: tuple, vv: np.ndarray | None, rng: np.random.Generator):
     """A wall's horizontal direction refitted on the segments idx (those on that wall, after the corner split):
     the refit (same form as `found`: point, inlier indices, score) when it explains those lines better than the
-    direction found over both walls, else `found`. Needs 4 lines, as a second direction does (fit_horizontals).
+    direction found over both walls, else `found`. Needs SECOND_MIN_INLIERS lines, as a second direction does.
     On bench/geometry.py (--no-render, 100 singles / 100 corners) corner walls > 5 deg off 19.3 -> 17.7 %, confident
     wrong 8.3 -> 6.8 %; always taking the refit (even when worse) gave a 54-degree outlier."""
     res = ransac_vp(seg, idx, rng, accept=_horizontal_prior(vv))
-    if res is None or res[1].sum() < 4 or res[2] <= vp_score(seg, idx, found[0]):
+    if res is None or res[1].sum() < SECOND_MIN_INLIERS or res[2] <= vp_score(seg, idx, found[0]):
         return found
     return res[0], idx[res[1]], res[2]

@@ -26,10 +26,11 @@ import cv2
 import numpy as np
 import torch
 
+from ..geometry_vanishing import DEFAULT_FOCAL  # one typical focal length for both geometries
 from ..models import require
 from ..stages import Geometry, Wall
 from .device import DeviceChoice, image_tensor, load_pretrained, normalisation, preprocessor_config, resized, size_spec
-from .planes import DEFAULT_FOCAL, LineCues, camera, down_direction, line_cues, wall_planes, walls_from_planes
+from .planes import LineCues, camera, down_direction, line_cues, wall_planes, walls_from_planes
 
 
 class DepthModel:

@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 
 from .. import wall_frame
-from ..geometry_vanishing import DEFAULT_FOCAL  # noqa: F401  (one typical focal length for both geometries)
 from ..stages import Geometry, Wall
 
 REFINE_DEG = 15.0

@@ -612,3 +612,63 @@ def test_wall_direction_refit_on_its_own_lines_only_when_better():
     exact = vp / np.linalg.norm(vp)
     found = (exact, idx, vanishing.vp_score(seg, idx, exact))
     assert vanishing.refit_on_wall(seg, idx, found, vertical, rng) is found  # nothing better to take
+
+
+def _corner_lines(extra_left=()):
+    """Segments of a corner at x = 0 (normalised coordinates, 640 x 480 image, vertical vanishing point at
+    infinity): courses of the left wall towards (-2, 0), of the right wall towards (2, 0) from x = 0.05 on, the
+    corner edge at x = 0 in four pieces, and (extra_left) further segments given to the left direction."""
+    from pipeline.geometry_lines import Segments
+
+    p1, p2, left, right = [], [], [], []
+    for k, y0 in enumerate(np.linspace(-0.28, 0.28, 9)):
+        for side, vx, xs in ((left, -2.0, (-0.38, -0.01)), (right, 2.0, (0.05, 0.38))):
+            a = np.array([xs[0], y0 * (1 - abs(xs[0]) / 2.0)])  # on the line through (vx, 0)
+            b = np.array([xs[1], y0 * (1 - abs(xs[1]) / 2.0)])
+            if vx < 0:
+                a[1], b[1] = y0 * (1 + xs[0] / 2.0), y0 * (1 + xs[1] / 2.0)
+            side.append(len(p1))
+            p1.append(a)
+            p2.append(b)
+    for a, b in extra_left:
+        left.append(len(p1))
+        p1.append(np.asarray(a, float))
+        p2.append(np.asarray(b, float))
+    for y0 in (-0.3, -0.14, 0.02, 0.17):  # the corner edge, broken by LSD at sills and shadows
+        p1.append(np.array([0.0, y0]))
+        p2.append(np.array([0.0, y0 + 0.12]))
+    return Segments(np.array(p1), np.array(p2), 640), np.array(left), np.array(right)
+
+
+def _split_x(seg, left, right):
+    from pipeline.geometry_walls import split_corner
+
+    L, cx, cy = 640.0, 319.5, 239.5
+    mask = np.zeros((480, 640), bool)
+    mask[int(cy - 0.32 * L):int(cy + 0.32 * L), int(cx - 0.4 * L):int(cx + 0.4 * L)] = True
+    ys, xs = np.nonzero(mask)
+    vh = [(np.array([-2.0, 0, 1]) / math.hypot(2, 1), left, 1.0), (np.array([2.0, 0, 1]) / math.hypot(2, 1), right, 1.0)]
+    out = split_corner(seg, np.array([0.0, 1.0, 0.0]), vh, mask, xs, ys, cx, cy, L)
+    assert out is not None
+    return (out[2][0] - cx) / L
+
+
+def test_corner_line_is_not_moved_by_a_line_that_fits_both_walls():
+    """A line along the horizon fits both walls' directions: on the right wall, given to the left direction, it
+    must not pull the corner line off the corner edge (without the rule the split lands at its end, 0.05)."""
+    seg, left, right = _corner_lines(extra_left=[((0.0, 0.0), (0.08, 0.0))])
+    assert abs(_split_x(seg, left, right)) < 1.5 / 640
+
+
+def test_corner_edge_in_pieces_beats_a_longer_single_jamb():
+    """The corner edge, four pieces of 77 px, against one 130 px jamb 8 px away inside the same range: the pieces
+    add up to more; the corner line goes on the edge."""
+    from pipeline.geometry_walls import corner_edge
+
+    u = np.array([0.0, 0.0005, -0.0004, 0.0, 8 / 640])
+    length = np.array([0.12, 0.12, 0.12, 0.12, 0.2])
+    assert abs(corner_edge(u, length, -0.02, 0.03, 640.0)) < 1 / 640
+    assert corner_edge(u, length, 0.01, 0.03, 640.0) == pytest.approx(8 / 640)  # only the jamb inside
+    assert corner_edge(u, length, 0.02, 0.03, 640.0) is None
+    seg, left, right = _corner_lines()
+    assert abs(_split_x(seg, left, right)) < 1.5 / 640

@@ -47,14 +47,17 @@ GAP_EMPTY = 0.1
 GAP_MIN_BINS = 2
 # The split's line evidence. A line that fits the other wall's direction within AMBIGUOUS_OFF tolerances (near the
 # horizon, or at a shallow corner, both directions look alike) says nothing about which wall it is on: its weight
-# goes from 0 there to full one tolerance further. Without it one such line on the wrong side moved the corner line
-# 20-30 px (bench/geometry.py, two corner sets of 100 and 150 views: confident wrong 6.3 -> 5.8 % and
-# 10.7 -> 10.3 %; 0.5 and 1.5 give about the same).
+# goes from 0 there to full one tolerance further. It decides where the corner line goes, not whether the lines
+# split at all (that test keeps every line's full weight: with the discount there, single walls got false corners).
+# Without it one such line on the wrong side moved the corner line 20-30 px. With EDGE_RADIUS below, on
+# bench/geometry.py (two corner sets of 100 and 150 views, seeds 0 and 1) confident wrong 6.3 -> 4.2 % and
+# 10.7 -> 8.5 %, > 5 deg 16.8 -> 14.7 % and 18.1 -> 16.0 %; the discount alone gave 6.3 -> 5.8 % and 10.7 -> 10.3 %
+# (measured with it in both tests), the rest is the edge rule's; 0.5 and 1.5 give about the same.
 AMBIGUOUS_OFF = 1.0
 # The corner edge is looked for within SNAP_MARGIN (image widths) of the best split, as the pencil coordinate where
 # vertical segments within EDGE_RADIUS px add up to the most length: LSD breaks a corner edge at every sill and
-# shadow, so its pieces count together, while a window jamb is one short piece (same sets: 5.8 -> 4.2 % and
-# 10.3 -> 8.9 %, against the single longest segment; radius 1.5-4 px the same, a margin of 0.005-0.02 no better).
+# shadow, so its pieces count together, while a window jamb is one short piece (radius 1.5-4 px the same, a margin
+# of 0.005-0.02 no better).
 SNAP_MARGIN = 0.01
 EDGE_RADIUS = 2.5
 
@@ -181,12 +184,17 @@ def split_corner(seg: Segments, vv, vh, mask, xs, ys, cx, cy, L):
     return left_mask, right_mask, anchor, left, right
 
 
+def vertical_direction(Kinv, vv_px) -> np.ndarray:
+    """The walls' vertical direction in the camera frame (unit), from the vertical vanishing point in pixels, or the
+    image's y axis without one (the camera assumed upright)."""
+    r_v = Kinv @ vv_px if vv_px is not None else np.array([0.0, 1.0, 0.0])
+    return r_v / np.linalg.norm(r_v)
+
+
 def grazing_cos(Kinv, vv_px, vh_px, xs, ys) -> float:
     """|cos| of the angle between the wall's normal (from its vertical and horizontal vanishing points) and the
     viewing ray to the wall's centre pixel: 1 facing the camera, 0 seen edge-on."""
-    r_v = Kinv @ vv_px if vv_px is not None else np.array([0.0, 1.0, 0.0])
-    r_h = Kinv @ vh_px
-    n = np.cross(r_v, r_h)
+    n = np.cross(vertical_direction(Kinv, vv_px), Kinv @ vh_px)
     ray = Kinv @ np.array([xs.mean(), ys.mean(), 1.0])
     return float(abs(n @ ray) / (np.linalg.norm(n) * np.linalg.norm(ray)))
 
@@ -196,8 +204,7 @@ def course_turn(K, Kinv, vv_px, vh_px, xs, ys) -> float:
     fronto-parallel ones (the camera's x axis made perpendicular to the vertical, what
     `geometry_frames.wall_homography` uses without a horizontal vanishing point), the largest over the wall's four
     quarters (10th / 90th percentile of its pixels' x and y)."""
-    r_v = Kinv @ vv_px if vv_px is not None else np.array([0.0, 1.0, 0.0])
-    r_v = r_v / np.linalg.norm(r_v)
+    r_v = vertical_direction(Kinv, vv_px)
     r_h0 = np.array([1.0, 0.0, 0.0]) - r_v[0] * r_v
     v0 = K @ r_h0
     px = np.percentile(xs, [10, 90])

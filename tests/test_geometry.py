@@ -621,15 +621,11 @@ def _corner_lines(extra_left=()):
     from pipeline.geometry_lines import Segments
 
     p1, p2, left, right = [], [], [], []
-    for k, y0 in enumerate(np.linspace(-0.28, 0.28, 9)):
+    for y0 in np.linspace(-0.28, 0.28, 9):
         for side, vx, xs in ((left, -2.0, (-0.38, -0.01)), (right, 2.0, (0.05, 0.38))):
-            a = np.array([xs[0], y0 * (1 - abs(xs[0]) / 2.0)])  # on the line through (vx, 0)
-            b = np.array([xs[1], y0 * (1 - abs(xs[1]) / 2.0)])
-            if vx < 0:
-                a[1], b[1] = y0 * (1 + xs[0] / 2.0), y0 * (1 + xs[1] / 2.0)
-            side.append(len(p1))
-            p1.append(a)
-            p2.append(b)
+            side.append(len(p1))  # on the line through (vx, 0) and (0, y0)
+            p1.append(np.array([xs[0], y0 * (1 - xs[0] / vx)]))
+            p2.append(np.array([xs[1], y0 * (1 - xs[1] / vx)]))
     for a, b in extra_left:
         left.append(len(p1))
         p1.append(np.asarray(a, float))

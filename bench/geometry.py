@@ -15,7 +15,9 @@ Per view, the geometry under test gets (photo, true mask); then
 * analytic (exact, what the renderer does): the map facade -> recovered rectified frame is M = H_est H_true; a
   course is a line v = const of it. Per true-wall pixel, the course angle in the facade is atan of grad v's
   x / y component and the local period is 1 / |grad v|. The view's angle error is the 95th percentile of |angle|
-  over its wall pixels; period CoV = std / mean of the local period.
+  over its wall pixels; period CoV = std / mean of the local period. Verticals: a wall's vertical is a line
+  u = const of M; their angle error is the 95th percentile of the angle between grad u and the facade's x axis
+  (a brick's head joints, a board's edges lean by it).
 * rendered (the whole chain): pipeline.project renders a stripes swatch and a brick swatch, the render is warped
   back into the facade frame, and the courses' angle there is measured with a structure tensor (the wall's
   dominant orientation, per 48 px patch, median over patches); for stripes, the period per patch from the
@@ -196,15 +198,17 @@ def confidence_of(geo, true_mask) -> float:
     return float(geo.walls[int(np.argmax(counts))].confidence)
 
 
-def analytic(geo, true_mask, Ht, shape) -> tuple[float, float]:
-    """(95th percentile |course angle| deg, period CoV) over the true wall, from the homographies themselves."""
+def analytic(geo, true_mask, Ht, shape) -> tuple[float, float, float]:
+    """(95th percentile |course angle| deg, period CoV, 95th percentile |angle| deg between the true verticals and
+    the rectified frame's: what a brick's head joints or a board's edges follow) over the true wall, from the
+    homographies themselves."""
     th, tw = shape
     lab = wall_of(geo, true_mask)
     Hinv = np.linalg.inv(Ht)
     ys, xs = np.nonzero(lab >= 0)
     step = max(1, len(xs) // 20000)
     ys, xs = ys[::step], xs[::step]
-    angles, periods = [], []
+    angles, periods, verticals = [], [], []
     for k, wall in enumerate(geo.walls):
         sel = lab[ys, xs] == k
         if not sel.any():
@@ -219,10 +223,17 @@ def analytic(geo, true_mask, Ht, shape) -> tuple[float, float]:
         sgn = np.sign(np.median(gy)) or 1.0
         angles.append(np.degrees(np.arctan2(gx * sgn, gy * sgn)))
         periods.append(1.0 / np.hypot(gx, gy))
+        # the rectified x is constant along a vertical of the wall: its gradient must point along the wall's x
+        u = (M[0] @ p) / den
+        ux = (M[0, 0] - u * M[2, 0]) / den
+        uy = (M[0, 1] - u * M[2, 1]) / den
+        sgn = np.sign(np.median(ux)) or 1.0
+        verticals.append(np.degrees(np.arctan2(uy * sgn, ux * sgn)))
     if not angles:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
     a, per = np.abs(np.concatenate(angles)), np.concatenate(periods)
-    return float(np.percentile(a, 95)), float(np.std(per) / np.mean(per))
+    return (float(np.percentile(a, 95)), float(np.std(per) / np.mean(per)),
+            float(np.percentile(np.abs(np.concatenate(verticals)), 95)))
 
 
 def rendered(render, true_mask, Ht, shape, stripes: bool) -> tuple[float, float]:
@@ -322,7 +333,7 @@ def run_synthetic(geometry, args, data: Path) -> dict:
                 continue
             row = {"fallback": fell, "view": "+".join(pick), "warnings": geo.warnings,
                    "confidence": confidence_of(geo, m)}
-            row["angle"], row["cov"] = analytic(geo, m, Ht, lab.shape)
+            row["angle"], row["cov"], row["vertical"] = analytic(geo, m, Ht, lab.shape)
             if renders:
                 row["r_stripes"], row["r_cov"] = rendered(renders["stripes"], m, Ht, lab.shape, True)
                 row["r_brick"], _ = rendered(renders["brick"], m, Ht, lab.shape, False)
@@ -405,6 +416,7 @@ def report(name: str, syn: dict, houses: dict) -> None:
         flagged = 100 * np.mean([r["confidence"] < CONFIDENT for r in rows])
         print(f"| {kind} walls (analytic) | {len(rows)} | {summary(r['angle'] for r in rows)} | {covs} | {fb:.1f}% "
               f"| {cw:.1f}% | {flagged:.1f}% |")
+        print(f"| {kind} walls: verticals vs true | {len(rows)} | {summary(r['vertical'] for r in rows)} | | | | |")
         if "r_stripes" in rows[0]:
             rc = np.asarray([r["r_cov"] for r in rows if np.isfinite(r["r_cov"])])
             rcs = f"{np.median(rc):.4f} {np.percentile(rc, 95):.4f}" if len(rc) else "n/a"

@@ -1,7 +1,7 @@
 """Stage 2: wall geometry from straight lines and vanishing points.
 
 `LineGeometry` finds straight segments (OpenCV's LSD, on a downscaled grey copy), estimates a vertical vanishing
-point and one or two horizontal vanishing points with length-weighted RANSAC plus a least-squares refinement on the
+point (the scene's, or the wall's own where its verticals disagree) and one or two horizontal vanishing points with length-weighted RANSAC plus a least-squares refinement on the
 Gaussian sphere (so vanishing points at or near infinity, the affine case, are handled like any other), and turns
 them into one homography per wall:
 
@@ -115,7 +115,7 @@ class LineGeometry:
         cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
         near = NearMask(seg, mask.shape, s)
         on_wall = near.of(mask)
-        vv, vert_inl = vanishing.fit_vertical(seg, rng)
+        vv, vert_inl = vanishing.fit_vertical(seg, rng, on_wall)
         vh, hor_cand = vanishing.fit_horizontals(seg, on_wall, vert_inl, vv, rng)
 
         if vv is None and not vh:

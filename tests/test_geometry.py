@@ -668,3 +668,24 @@ def test_corner_edge_in_pieces_beats_a_longer_single_jamb():
     assert corner_edge(u, length, 0.02, 0.03, 640.0) is None
     seg, left, right = _corner_lines()
     assert abs(_split_x(seg, left, right)) < 1.5 / 640
+
+
+def test_wall_verticals_win_over_a_background_that_leans():
+    """Behind the wall, long near-vertical lines lean 6 degrees the other way (a neighbour's house from another
+    angle, poles, a tree line): more line length than the wall's own jambs. The wall's verticals decide its
+    vertical direction, or its brick head joints and boards would lean with the background."""
+    tex, _ = synth_facade(seed=11)
+    centre = np.array([0, -1.0, 12.0])
+    K, R = camera(800), look_at(centre + [0, -2.0, 0])
+    img, regions, _ = render(K, R, [single_wall(tex, centre, 9, 0.3)])
+    rng = np.random.default_rng(3)
+    lean = np.tan(np.radians(6.0))
+    for x in np.linspace(20, W - 20, 40):  # strong leaning lines over the whole background
+        y0, y1 = 0, H - 1
+        p0, p1 = (int(x), y0), (int(x + lean * (y1 - y0)), y1)
+        line = np.zeros((H, W), np.uint8)
+        cv2.line(line, p0, p1, 1, 3)
+        img[(line > 0) & ~regions[0]] = tuple(int(c) for c in rng.integers(10, 60, 3))
+    geo = LineGeometry().estimate(img, regions[0])
+    assert geo.vanishing is not None and geo.vanishing.vertical is not None
+    assert _angle_deg(K, geo.vanishing.vertical, R @ np.array([0, 1.0, 0])) < 1.0

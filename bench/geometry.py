@@ -217,16 +217,18 @@ def analytic(geo, true_mask, Ht, shape) -> tuple[float, float, float]:
         p = p / p[2]
         M = np.asarray(wall.homography) @ Ht
         den = M[2] @ p
-        v = (M[1] @ p) / den
-        gx = (M[1, 0] - v * M[2, 0]) / den
-        gy = (M[1, 1] - v * M[2, 1]) / den
+
+        def gradient(row):
+            """grad (facade x, y) of the rectified coordinate M[row] p / den at each pixel"""
+            val = (M[row] @ p) / den
+            return (M[row, 0] - val * M[2, 0]) / den, (M[row, 1] - val * M[2, 1]) / den
+
+        gx, gy = gradient(1)
         sgn = np.sign(np.median(gy)) or 1.0
         angles.append(np.degrees(np.arctan2(gx * sgn, gy * sgn)))
         periods.append(1.0 / np.hypot(gx, gy))
         # the rectified x is constant along a vertical of the wall: its gradient must point along the wall's x
-        u = (M[0] @ p) / den
-        ux = (M[0, 0] - u * M[2, 0]) / den
-        uy = (M[0, 1] - u * M[2, 1]) / den
+        ux, uy = gradient(0)
         sgn = np.sign(np.median(ux)) or 1.0
         verticals.append(np.degrees(np.arctan2(uy * sgn, ux * sgn)))
     if not angles:

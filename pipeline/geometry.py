@@ -1,9 +1,9 @@
 """Stage 2: wall geometry from straight lines and vanishing points.
 
 `LineGeometry` finds straight segments (OpenCV's LSD, on a downscaled grey copy), estimates a vertical vanishing
-point (the scene's, or the wall's own where its verticals disagree) and one or two horizontal vanishing points with length-weighted RANSAC plus a least-squares refinement on the
-Gaussian sphere (so vanishing points at or near infinity, the affine case, are handled like any other), and turns
-them into one homography per wall:
+point (the scene's, or the wall's own where its verticals disagree) and one or two horizontal vanishing points with
+length-weighted RANSAC plus a least-squares refinement on the Gaussian sphere (so vanishing points at or near
+infinity, the affine case, are handled like any other), and turns them into one homography per wall:
 
 * A pinhole camera with square pixels and the principal point at the image centre is assumed. Its focal length is
   estimated from pairs of finite vanishing points of orthogonal directions (vertical vs. horizontal, and the two

@@ -28,10 +28,10 @@ END_MAX_COS = 0.5
 # widths of them) agree on a vertical point that explains them clearly better than the scene's (the scene's scores
 # under WALL_VERTICAL_AGREE of it on those lines), the wall's is taken. Trees, poles, a neighbour's house seen at
 # another angle, or the backgrounds of bench/geometry.py's composites (another camera's verticals) otherwise set the
-# verticals, the corner line's lean and the level snap. On bench/geometry.py (--no-render) the verticals' image
-# direction at the wall: median 0.86 -> 0.30 deg, p95 10.8 -> 1.2 deg; corner walls > 5 deg 14.7 -> 13.2 % and on a
-# second corner set 16.0 -> 10.3 %; the US houses' opening edges unchanged (0.5 and 0.7 change less, 0.95 about
-# the same with single walls slightly worse).
+# verticals, the corner line's lean and the level snap. On bench/geometry.py (--no-render, "verticals vs true"
+# median / p95): single walls 2.87 / 19.3 -> 0.83 / 3.1 deg, corner walls 4.11 / 29.6 -> 1.16 / 3.8 deg; corner walls
+# > 5 deg 14.7 -> 13.2 % and on a second corner set (seed 1) 16.0 -> 10.3 %; the US houses' opening edges unchanged
+# (0.5 and 0.7 change less, 0.95 about the same with single walls slightly worse).
 WALL_VERTICAL_MIN_LENGTH = 0.3
 WALL_VERTICAL_AGREE = 0.85
 VP_ANGLE = 0.001  # typical angular error (rad) of a vanishing point's direction, seen from the image centre

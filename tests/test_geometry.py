@@ -681,10 +681,8 @@ def test_wall_verticals_win_over_a_background_that_leans():
     rng = np.random.default_rng(3)
     lean = np.tan(np.radians(6.0))
     for x in np.linspace(20, W - 20, 40):  # strong leaning lines over the whole background
-        y0, y1 = 0, H - 1
-        p0, p1 = (int(x), y0), (int(x + lean * (y1 - y0)), y1)
         line = np.zeros((H, W), np.uint8)
-        cv2.line(line, p0, p1, 1, 3)
+        cv2.line(line, (int(x), 0), (int(x + lean * (H - 1)), H - 1), 1, 3)
         img[(line > 0) & ~regions[0]] = tuple(int(c) for c in rng.integers(10, 60, 3))
     geo = LineGeometry().estimate(img, regions[0])
     assert geo.vanishing is not None and geo.vanishing.vertical is not None

@@ -8,6 +8,10 @@ not rectified, so its street photos serve as the backgrounds instead):
   looks at its centre from a distance at which it fills 55-85 % of the frame.
 * Single walls: one facade. Corners: two facades meeting at a right angle, the corner's bisector turned +-25 deg, the
   walls' widths drawn independently (up to ~3:1).
+* Gables: a plain stucco wall (no course lines of its own; a few vertical trim boards, or none) under a shallow
+  gable (rakes at 6-20 deg: two fascia boards and a band of roof above the wall, not wall), seen as a single
+  wall. The rakes meet over a vertical line as the eaves of a corner seen from below do: the geometry must not
+  split the wall at the apex nor follow a rake.
 * The building (label != background) is composited over a random hslu street photo. The paint mask is the TRUE
   wall (label 2, facade), so segmentation misses cannot hide geometry errors.
 
@@ -34,7 +38,8 @@ door (5) outlines are rectangles in the wall plane: each polygon edge within 35 
 >= 15 px long is compared with the recovered course direction at its midpoint (the image direction of the wall's
 rectified x axis). Labels are drawn by eye (a few px), so a few degrees of the spread is the labels' own.
 
-Run: `python -m bench.geometry [--quick] [--no-render] [--singles N] [--corners N]` from the repository root
+Run: `python -m bench.geometry [--quick] [--no-render] [--singles N] [--corners N] [--gables N]` from the repository
+root
 (shared folder from RENDER_SHARED_DIR, default ../shared).
 """
 
@@ -157,6 +162,36 @@ def corner_view(fa, la, fb, lb, bg, rng):
     Hl = wall_to_image(K, R, c + e_l * wl, -e_l, ml)
     Hr = wall_to_image(K, R, c, e_r, mr)
     return compose(bg, [(fa, la, Hl), (fb, lb, Hr)]), [Hl, Hr], f
+
+
+def gable_facade(rng) -> tuple[np.ndarray, np.ndarray]:
+    """A plain wall under a shallow gable, rectified: (RGB texture, label: 0 background, 2 wall, 3 fascia and
+    roof). Facade-like size (900 px wide), so single_view places it like the CMP facades."""
+    w, h = 900, int(rng.uniform(380, 520))
+    slope = math.tan(math.radians(rng.uniform(6, 20)))
+    apex, eave = 60, int(60 + slope * w / 2)
+    tex = np.empty((h, w, 3), np.float32)
+    tex[:] = rng.uniform(150, 225, 3)
+    tex += rng.normal(0, 4, (h, w, 1))
+    tex = cv2.GaussianBlur(tex, (0, 0), 1.0)
+    trim = tuple(float(c) for c in rng.uniform(60, 140, 3))
+    for x in np.linspace(0.06, 0.94, int(rng.integers(0, 6))) * w:  # vertical trim boards (some gables have none)
+        cv2.rectangle(tex, (int(x) - 6, 0), (int(x) + 6, h), trim, -1)
+    label = np.full((h, w), 2, np.uint8)
+
+    def under_rakes(drop):  # the region below the roof line lowered by `drop` px
+        poly = np.array([[0, eave + drop], [w // 2, apex + drop], [w, eave + drop], [w, h], [0, h]], np.int32)
+        inside = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(inside, [poly], 1)
+        return inside > 0
+    roof, fascia, wall = under_rakes(-40), under_rakes(0), under_rakes(18)
+    tex[roof & ~fascia] = rng.uniform(40, 90, 3)
+    tex[fascia & ~wall] = (240, 238, 232)
+    cv2.line(tex, (0, eave + 9), (w // 2, apex + 9), (150, 150, 150), 2)  # the joint between the two boards
+    cv2.line(tex, (w // 2, apex + 9), (w, eave + 9), (150, 150, 150), 2)
+    label[~roof] = 0
+    label[roof & ~wall] = 3
+    return np.clip(tex, 0, 255).astype(np.uint8), label
 
 
 def compose(bg, walls):
@@ -301,19 +336,20 @@ def run_synthetic(geometry, args, data: Path) -> dict:
     brick = Texture(image=read_rgb(data / "textures" / "brick_red_small_sh3d_smallRedBricks.jpg"))
     stripes = stripes_swatch()
     rng = np.random.default_rng(args.seed)
-    singles = names[::max(1, len(names) // args.singles)][:args.singles]
+    singles = names[::max(1, len(names) // max(1, args.singles))][:args.singles]
 
     def load(name):
         return (read_rgb(cmp_dir / "images" / f"{name}.jpg"),
                 np.asarray(Image.open(cmp_dir / "labels" / f"{name}.png")).astype(np.uint8))
 
-    rows, times = {"single": [], "corner": []}, []
+    rows, times = {"single": [], "corner": [], "gable": []}, []
     jobs = [("single", [n]) for n in singles]
     jobs += [("corner", list(rng.choice(names, 2, replace=False))) for _ in range(args.corners)]
+    jobs += [("gable", [f"gable{k:02d}"]) for k in range(args.gables)]  # last: the other views stay as they were
     for kind, pick in jobs:
-        src = [load(n) for n in pick]
+        src = [gable_facade(rng)] if kind == "gable" else [load(n) for n in pick]
         bg = background(bgs, rng)
-        if kind == "single":
+        if kind in ("single", "gable"):
             (img, masks), Hts, f = single_view(*src[0], bg, rng)
         else:
             (img, masks), Hts, f = corner_view(*src[0], *src[1], bg, rng)
@@ -406,7 +442,7 @@ def report(name: str, syn: dict, houses: dict) -> None:
     print(f"\n## {name}")
     print("| views | n | angle error deg: median p95 max >2deg >5deg | period CoV median p95 | fallback "
           "| confident wrong | flagged |")
-    for kind in ("single", "corner"):
+    for kind in ("single", "corner", "gable"):
         rows = syn["rows"][kind]
         if not rows:
             continue
@@ -425,7 +461,7 @@ def report(name: str, syn: dict, houses: dict) -> None:
             print(f"| {kind} walls, rendered stripes | {len(rows)} | {summary(r['r_stripes'] for r in rows)} | "
                   f"{rcs} | | | |")
             print(f"| {kind} walls, rendered brick | {len(rows)} | {summary(r['r_brick'] for r in rows)} | | | | |")
-    worst = sorted(syn["rows"]["single"] + syn["rows"]["corner"], key=lambda r: -np.nan_to_num(r["angle"]))[:5]
+    worst = sorted(sum(syn["rows"].values(), []), key=lambda r: -np.nan_to_num(r["angle"]))[:5]
     print("worst views: " + ", ".join(f"{r['view']} {r['angle']:.1f}" for r in worst))
     e = houses["errors"]
     if len(e):
@@ -439,15 +475,16 @@ def report(name: str, syn: dict, houses: dict) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="40 single walls, 15 corners")
+    ap.add_argument("--quick", action="store_true", help="40 single walls, 15 corners, 10 gables")
     ap.add_argument("--singles", type=int, default=338)
     ap.add_argument("--corners", type=int, default=100)
+    ap.add_argument("--gables", type=int, default=40)
     ap.add_argument("--no-render", action="store_true", help="analytic figures only (much faster)")
     ap.add_argument("--no-houses", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.quick:
-        args.singles, args.corners = 40, 15
+        args.singles, args.corners, args.gables = 40, 15, 10
     data = shared_dir() / "data"
     geometry = LineGeometry()
     syn = run_synthetic(geometry, args, data)

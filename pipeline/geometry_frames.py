@@ -59,6 +59,19 @@ def place_walls(walls: list[Wall], supports: list[np.ndarray], warnings: list[st
         wall.width = float(e[1] - e[0])
 
 
+def near_vanishing_line(H: np.ndarray, mask: np.ndarray) -> tuple[float, float | None]:
+    """(share of the mask's pixels close to or beyond the wall's vanishing line, the homogeneous w below which a
+    pixel counts as that: 0.3 x the mask's median w, i.e. one pixel covering ~6x the wall's median footprint;
+    None when the median itself is beyond the line)."""
+    ys, xs = np.nonzero(mask)
+    step = max(1, len(xs) // 20000)
+    w_all = H[2, 0] * xs[::step] + H[2, 1] * ys[::step] + H[2, 2]
+    w_med = float(np.median(w_all))
+    if w_med <= 0:
+        return 1.0, None
+    return float(np.mean(w_all < 0.3 * w_med)), 0.3 * w_med
+
+
 def rect_extent(H: np.ndarray, mask: np.ndarray, support: np.ndarray | None = None):
     """(min x, max x, min y, max y, share of the mask left out, clamped?) of the mask in the rectified frame, from
     its boundary pixels (pixel corners included, so a frontal wall of N pixels has width N).
@@ -72,14 +85,9 @@ def rect_extent(H: np.ndarray, mask: np.ndarray, support: np.ndarray | None = No
     something that is not this wall, and they would blow the extent up."""
     if not mask.any():
         return 0.0, 0.0, 0.0, 0.0, 0.0, False
-    ys, xs = np.nonzero(mask)
-    step = max(1, len(xs) // 20000)
-    w_all = H[2, 0] * xs[::step] + H[2, 1] * ys[::step] + H[2, 2]
-    w_med = float(np.median(w_all))
-    if w_med <= 0:
+    dropped, w_min = near_vanishing_line(H, mask)
+    if w_min is None:
         return 0.0, 0.0, 0.0, 0.0, 1.0, False
-    w_min = 0.3 * w_med
-    dropped = float(np.mean(w_all < w_min))
     u, v = wall_frame.to_frame(H, *wall_frame.boundary_corners(mask), w_min=w_min)
     if not len(u):
         return 0.0, 0.0, 0.0, 0.0, dropped, False

@@ -34,6 +34,13 @@ END_MAX_COS = 0.5
 # (0.5 and 0.7 change less, 0.95 about the same with single walls slightly worse).
 WALL_VERTICAL_MIN_LENGTH = 0.3
 WALL_VERTICAL_AGREE = 0.85
+# The first horizontal direction's inliers may all be pieces of ONE edge (a plain wall's base broken at every trim
+# board): they fix only the line the vanishing point is on, and RANSAC's point along it is noise (a known-camera
+# view of such a wall got courses 14 deg off, confidently). Then the point is where that line meets the horizon at
+# the typical focal length (`horizontal_on_line`). ONE_LINE_TOL: image widths (~2 px at 1024); ONE_LINE_SHARE of
+# the inliers' length on that line.
+ONE_LINE_TOL = 0.002
+ONE_LINE_SHARE = 0.8
 VP_ANGLE = 0.001  # typical angular error (rad) of a vanishing point's direction, seen from the image centre
 
 
@@ -159,6 +166,16 @@ def fit_vertical(seg: Segments, rng: np.random.Generator, on_wall: np.ndarray | 
     return vv, vert_inl
 
 
+def horizontal_on_line(line: np.ndarray, vv: np.ndarray | None) -> np.ndarray:
+    """The vanishing point (unit homogeneous) of a line (homogeneous, normalised coordinates) known to be
+    horizontal: where it meets the horizon, the vanishing line of planes perpendicular to the vertical direction,
+    at the typical focal length (the image's horizontal through the centre without a vertical vanishing point)."""
+    f0 = DEFAULT_FOCAL
+    horizon = np.array([1 / f0 ** 2, 1 / f0 ** 2, 1.0]) * (vv if vv is not None else np.array([0.0, 1.0, 0.0]))
+    h = np.cross(line, horizon)
+    return h / np.linalg.norm(h)
+
+
 def _cos_at_default_focal(V: np.ndarray, u: np.ndarray) -> np.ndarray:
     """|cos| of the 3D angle between the directions of the vanishing points V (M, 3) and u (3,) at the typical
     focal length (the focal length is not known yet where this is asked)."""
@@ -178,6 +195,21 @@ def _horizontal_prior(vv: np.ndarray | None):
     return accept
 
 
+def one_line(seg: Segments, idx: np.ndarray) -> np.ndarray | None:
+    """The line (homogeneous, normalised coordinates) that ONE_LINE_SHARE of the segments idx's length lies on (end
+    points within ONE_LINE_TOL image widths of the longest one's line: pieces of one edge, e.g. a wall's base broken
+    at every trim board), or None."""
+    longest = idx[int(np.argmax(seg.length[idx]))]
+    on = (np.abs(np.concatenate([seg.p1[idx], seg.p2[idx]]) @ seg.lines[longest][:2] + seg.lines[longest][2])
+          .reshape(2, -1).max(axis=0) < ONE_LINE_TOL)
+    if seg.length[idx[on]].sum() < ONE_LINE_SHARE * seg.length[idx].sum():
+        return None
+    pts = np.concatenate([seg.p1[idx[on]], seg.p2[idx[on]]])
+    centre = pts.mean(axis=0)
+    normal = np.linalg.svd(pts - centre, full_matrices=False)[2][-1]
+    return np.array([normal[0], normal[1], -float(normal @ centre)])
+
+
 def fit_horizontals(seg: Segments, on_wall: np.ndarray, vert_inl: np.ndarray, vv: np.ndarray | None,
                     rng: np.random.Generator) -> tuple[list, np.ndarray]:
     """Up to two horizontal vanishing points from the non-vertical segments on/near the wall:
@@ -187,7 +219,9 @@ def fit_horizontals(seg: Segments, on_wall: np.ndarray, vert_inl: np.ndarray, vv
     vh = []  # [(vanishing point, indices of its inlier segments, score)]
     res = ransac_vp(seg, hor_cand, rng, accept=horizontal_prior)
     if res is not None and res[1].sum() >= 3 and seg.length[hor_cand[res[1]]].sum() >= 0.1:
-        vh.append((res[0], hor_cand[res[1]], res[2]))
+        line = one_line(seg, hor_cand[res[1]])
+        # pieces of one edge pin the vanishing point to that line only: where on it, the horizon says
+        vh.append((res[0] if line is None else horizontal_on_line(line, vv), hor_cand[res[1]], res[2]))
         # a second horizontal direction among what the first one does not explain
         removal = sin_error(res[0][None], seg.mid[hor_cand], seg.d[hor_cand])[0] < 1.5 * seg.tol[hor_cand]
         rest = hor_cand[~removal]

@@ -134,8 +134,10 @@ class LineGeometry:
                             "(identity rectification)")
             return self._fallback(mask, warnings)
 
+        normalised_to_px = np.array([[L, 0, cx], [0, L, cy], [0, 0, 1.0]])
+
         def to_px(v):  # normalised -> pixel homogeneous coordinates
-            return np.array([L * v[0] + cx * v[2], L * v[1] + cy * v[2], v[2]])
+            return normalised_to_px @ v
 
         # two walls at an angle?
         split, unseparated, snapped, from_base = None, False, False, False
@@ -146,8 +148,7 @@ class LineGeometry:
             warnings.append("geometry: the wall's base runs straight under the corner its lines suggest (a "
                             "gable's rakes?); one wall, its courses along its base")
             # the base is the one line of this wall known to be horizontal: its vanishing point is on the horizon
-            to_normalised = np.array([[L, 0, cx], [0, L, cy], [0, 0, 1.0]])
-            along_base = vanishing.horizontal_on_line(to_normalised.T @ base[0], vv)
+            along_base = vanishing.horizontal_on_line(normalised_to_px.T @ base[0], vv)  # the line, normalised
             split, vh, from_base = None, [(along_base, np.zeros(0, int), 0.0)], True
         if split is None and len(vh) == 2:
             vh = vh[:1]

@@ -268,9 +268,10 @@ def disagreeing_end(seg: Segments, vv, support_idx: np.ndarray, cand_idx: np.nda
 # can: it is a line of the wall, so it runs to the wall's horizontal vanishing point, and at a real corner it bends
 # there (each wall's base runs to its own point). So when the mask's lower edge (away from the image frame) keeps to
 # one straight line (within BASE_TOL image widths) on at least BASE_COVER of its columns on each side of the corner
-# line, and that line points more than BASE_DISAGREE_DEG away from either side's vanishing point, it is one wall.
-# On 36 known-camera views of such a gable (tests/test_geometry.py low_gable_wall; f 400-600 px, aim and yaw
-# varied) confident wrong 30 -> 2; no view of bench/geometry.py changes (real corners' bases bend: one corner's
+# line, and that line points more than BASE_DISAGREE_DEG away from either side's vanishing point, it is one wall
+# (its courses along the base: pipeline/geometry.py). On 36 known-camera views of such a gable
+# (tests/test_geometry.py low_gable_wall, aim and yaw varied) confident wrong 36 -> 0 at f 700-1200 px on 1024,
+# 30 -> 2 at 400-600 px (wider than 24 mm); bench/geometry.py's gable views 82.5 -> 0 %; no view of bench/geometry.py changes (real corners' bases bend: one corner's
 # base reaches the straightness test at all, 0.5 and 1.0 deg off its points), nor do the US houses. (Tried and
 # dropped: the same test on one wall's halves against its one direction: it snapped 7 correct single walls of the
 # bench, whose near vanishing points are a few degrees off at the base; a one-horizon / orthogonality test of the

@@ -41,12 +41,14 @@ decides between them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import geometry_frames as frames
 from . import geometry_vanishing as vanishing
 from .errors import InputError
-from .geometry_lines import DETECT_SIDE, NearMask, detect
+from .geometry_lines import DETECT_SIDE, NearMask, Segments, detect
 from .geometry_walls import DISAGREE_END_SHARE, FAR_WALL_MIN_VIEW_COS, FAR_WALL_SEARCH_SHARE, \
     UNSUPPORTED_END_CONFIDENCE, base_disagrees, course_turn, disagreeing_end, grazing_cos, split_corner, straight_base
 from .stages import Geometry, VanishingPoints, Wall
@@ -93,6 +95,73 @@ def _camera(f: float, L: float, cx: float, cy: float) -> tuple[np.ndarray, np.nd
     return K, np.linalg.inv(K)
 
 
+@dataclass
+class _Lines:
+    """What one photo's lines say, shared by the decisions of `LineGeometry.estimate`: the segments, which lie on
+    the wall mask, the vertical vanishing point and the horizontal candidates (all in normalised coordinates)."""
+
+    seg: Segments
+    near: NearMask
+    on_wall: np.ndarray  # bool per segment: on or near the mask
+    vv: np.ndarray | None  # vertical vanishing point
+    hor_cand: np.ndarray  # indices of the segments that may be horizontal in the wall
+    mask: np.ndarray
+    xs: np.ndarray  # the mask's pixels
+    ys: np.ndarray
+    L: float  # the image's long side
+    cx: float  # the principal point (the image centre)
+    cy: float
+    rng: np.random.Generator
+
+    def __post_init__(self):
+        self.normalised_to_px = np.array([[self.L, 0, self.cx], [0, self.L, self.cy], [0, 0, 1.0]])
+        self.vv_px = self.to_px(self.vv) if self.vv is not None else None
+
+    def to_px(self, v: np.ndarray) -> np.ndarray:
+        """Normalised -> pixel homogeneous coordinates."""
+        return self.normalised_to_px @ v
+
+    def camera(self, f: float) -> tuple[np.ndarray, np.ndarray]:
+        return _camera(f, self.L, self.cx, self.cy)
+
+    def prior_camera(self) -> tuple[np.ndarray, np.ndarray]:
+        """The camera at the focal-length prior: once a horizontal direction is dropped as doubtful, it must no
+        longer have a say in the focal length."""
+        return self.camera(vanishing.focal_from_pairs([]))
+
+    def split(self, vh: list) -> tuple | None:
+        return split_corner(self.seg, self.vv, vh, self.mask, self.xs, self.ys, self.cx, self.cy, self.L)
+
+    def base_under(self, split: tuple, vh: list) -> np.ndarray | None:
+        """The mask's straight base, when it runs on under the split's corner line away from both walls'
+        vanishing points (a gable, not a corner); None otherwise."""
+        base = straight_base(self.mask, split[0])
+        left_i, right_i = split[3], split[4]
+        if base is not None and base_disagrees(base, self.to_px(vh[left_i][0]), self.to_px(vh[right_i][0])):
+            return base
+        return None
+
+    def support(self, on: np.ndarray, hor_idx) -> np.ndarray:
+        """End points (full-resolution pixels) of the line segments that lie on one wall: the inliers of its
+        horizontal vanishing point with their midpoints on/near its mask (`on`: NearMask.of the mask)."""
+        sel = np.zeros(len(self.seg), bool)
+        if hor_idx is not None:
+            sel[hor_idx] = True
+        sel &= on
+        return np.concatenate([self.seg.p1[sel], self.seg.p2[sel]]) * self.L + np.array([self.cx, self.cy])
+
+
+@dataclass
+class _Doubts:
+    """Why a wall's direction is less than sure; each lowers its confidence (see `_one_wall`)."""
+
+    unseparated: bool = False  # two directions, no corner line between them: the stronger one taken
+    snapped: bool = False  # courses assumed level over weak or impossible lines
+    from_base: bool = False  # courses along the mask's base (a gable), the direction from the focal prior
+    end_unsupported: bool = False  # the lines at one end of the wall disagree with its direction
+    far_found: bool = False  # the far wall's direction from the few lines at its end
+
+
 class LineGeometry:
     """GeometryEstimator from LSD segments and vanishing points (see the module docstring)."""
 
@@ -108,7 +177,6 @@ class LineGeometry:
         if mask.ndim != 2 or image.shape[:2] != mask.shape:
             raise InputError(f"geometry: mask {mask.shape} does not match the image {image.shape[:2]}")
         h, w = mask.shape
-        L = float(max(h, w))
         warnings: list[str] = []
         n_mask = int(mask.sum())
         if n_mask == 0:
@@ -119,142 +187,153 @@ class LineGeometry:
                             "assuming a fronto-parallel wall")
             return self._fallback(mask, warnings)
 
-
         rng = np.random.default_rng(self.seed)
         seg, s = detect(image, self.detect_side)
         ys, xs = np.nonzero(mask)
-        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
         near = NearMask(seg, mask.shape, s)
         on_wall = near.of(mask)
         vv, vert_inl = vanishing.fit_vertical(seg, rng, on_wall)
         vh, hor_cand = vanishing.fit_horizontals(seg, on_wall, vert_inl, vv, rng)
-
         if vv is None and not vh:
             warnings.append("geometry: no usable straight lines found; assuming a fronto-parallel wall "
                             "(identity rectification)")
             return self._fallback(mask, warnings)
+        lines = _Lines(seg, near, on_wall, vv, hor_cand, mask, xs, ys, float(max(h, w)), (w - 1) / 2.0,
+                       (h - 1) / 2.0, rng)
+        doubts = _Doubts()
 
-        normalised_to_px = np.array([[L, 0, cx], [0, L, cy], [0, 0, 1.0]])
-
-        def to_px(v):  # normalised -> pixel homogeneous coordinates
-            return normalised_to_px @ v
-
-        # two walls at an angle?
-        split, unseparated, snapped, from_base = None, False, False, False
-        if len(vh) == 2:
-            split = split_corner(seg, vv, vh, mask, xs, ys, cx, cy, L)
-        base = straight_base(mask, split[0]) if split is not None else None
-        if base is not None and base_disagrees(base, to_px(vh[split[3]][0]), to_px(vh[split[4]][0])):
-            warnings.append("geometry: the wall's base runs straight under the corner its lines suggest (a "
-                            "gable's rakes?); one wall, its courses along its base")
-            # the base is the one line of this wall known to be horizontal: its vanishing point is on the horizon
-            along_base = vanishing.horizontal_on_line(normalised_to_px.T @ base[0], vv)  # the line, normalised
-            split, vh, from_base = None, [(along_base, np.zeros(0, int), 0.0)], True
-        if split is None and len(vh) == 2:
-            vh = vh[:1]
-            unseparated = True
-            warnings.append("geometry: two wall directions found but their lines could not be told apart; one "
-                            "wall with the stronger direction (courses may be off on part of the wall)")
-            # (the base cannot tell which is right: a rake's vanishing point fitted with the base line lies on it)
-
+        split, vh = self._corner_or_one_wall(lines, vh, doubts, warnings)
         f = vanishing.focal_from_pairs([(vv, v[0]) for v in vh] + ([(vh[0][0], vh[1][0])] if len(vh) == 2 else []))
-        K, Kinv = _camera(f, L, cx, cy)
-
-        vv_px = to_px(vv) if vv is not None else None
-
+        K, Kinv = lines.camera(f)
         if vv is None:
             warnings.append("geometry: no vertical vanishing point; assuming the camera is upright")
         if not vh:
             warnings.append("geometry: no horizontal vanishing point on the wall; assuming it faces the camera")
-        if split is None and vh:
-            turn = course_turn(K, Kinv, vv_px, to_px(vh[0][0]), xs, ys)
-            support_len = float(seg.length[vh[0][1]].sum())
-            if turn <= SNAP_LEVEL_DEG and support_len < SNAP_MAX_SUPPORT and not from_base:
-                warnings.append(f"geometry: the wall's courses are within {turn:.1f} deg of level on little line "
-                                f"evidence ({support_len:.2f} image widths); snapped to level, assuming the wall "
-                                "faces the camera")
-                vh = []
-                snapped = True
-                # the focal length no longer has the (doubtful) horizontal vanishing point's say
-                K, Kinv = _camera(vanishing.focal_from_pairs([]), L, cx, cy)
+        if split is None and vh and not doubts.from_base and self._weak_and_near_level(lines, K, Kinv, vh, warnings):
+            vh, doubts.snapped = [], True
+            K, Kinv = lines.prior_camera()
+        if split is None and vh and not doubts.unseparated and not doubts.from_base:
+            split, vh = self._far_wall(lines, K, Kinv, vh, doubts, warnings)
 
-        end_unsupported, far_found = False, False
-        if split is None and vh and not unseparated and not from_base:
-            share, end_idx = disagreeing_end(seg, vv, vh[0][1], hor_cand, xs, ys, cx, cy, L)
-            end_unsupported = share >= DISAGREE_END_SHARE
-            far = vanishing.fit_end_direction(seg, end_idx, vh[0][0], vv, rng) if share >= FAR_WALL_SEARCH_SHARE \
-                else None
-            split = split_corner(seg, vv, vh + [far], mask, xs, ys, cx, cy, L) if far is not None else None
-            if split is not None:
-                far_mask = split[0] if split[3] == 1 else split[1]  # split: (left, right, anchor, left_i, right_i)
-                ys_f, xs_f = np.nonzero(far_mask)
-                if grazing_cos(Kinv, vv_px, to_px(far[0]), xs_f, ys_f) < FAR_WALL_MIN_VIEW_COS:
-                    split = None  # a wall seen that edge-on is a wrong direction, not a far wall seen obliquely
-                elif (base := straight_base(mask, split[0])) is not None and base_disagrees(
-                        base, to_px((vh + [far])[split[3]][0]), to_px((vh + [far])[split[4]][0])):
-                    split = None  # the base runs on straight where the far wall would begin
-            if split is not None:  # the far wall's own direction, found where the lines said it would be
-                warnings.append("geometry: a second wall found at one end of the mask from few lines; its courses "
-                                "may be off")
-                # the camera stays the one the near wall's lines gave: the few far lines must not move its focal
-                vh, end_unsupported, far_found = vh + [far], False, True
-            elif end_unsupported:
-                warnings.append(f"geometry: the lines on {100 * share:.0f}% of the wall, at one end, disagree "
-                                "with its course direction (a second wall there?); courses may be off on that part")
-
-        def measured() -> VanishingPoints:
-            # a snapped direction was assumed, not measured: it is not passed on (vh is empty then); nor is one
-            # from the mask's base and the focal-length prior
-            return VanishingPoints(vv_px, [] if from_base else [to_px(v[0]) for v in vh])
-
-        def support(on: np.ndarray, hor_idx) -> np.ndarray:
-            """End points (full-resolution pixels) of the line segments that lie on this wall: the inliers of
-            its horizontal vanishing point with their midpoints on/near its mask (`on`: NearMask.of the mask)."""
-            sel = np.zeros(len(seg), bool)
-            if hor_idx is not None:
-                sel[hor_idx] = True
-            sel &= on
-            pts = np.concatenate([seg.p1[sel], seg.p2[sel]]) * L + np.array([cx, cy])
-            return pts
+        # a direction assumed (snapped: vh is empty then) or taken from the mask's base and the focal-length prior
+        # was not measured: it is not passed on
+        def measured(vh) -> VanishingPoints:
+            return VanishingPoints(lines.vv_px, [] if doubts.from_base else [lines.to_px(v[0]) for v in vh])
 
         if split is None:
-            anchor = np.array([xs.mean(), ys.mean(), 1.0])
-            H = frames.wall_homography(K, Kinv, anchor, vv_px, to_px(vh[0][0]) if vh else None)
-            near_line = frames.near_vanishing_line(H, mask)[0] if vh else 0.0
-            if near_line > IMPOSSIBLE_LINE_SHARE:
-                warnings.append(f"geometry: the course direction found puts the wall's vanishing line across "
-                                f"{100 * near_line:.0f}% of the wall, which a wall seen from the front cannot have; "
-                                "courses assumed level (facing the camera)")
-                vh, snapped = [], True
-                K, Kinv = _camera(vanishing.focal_from_pairs([]), L, cx, cy)
-                H = frames.wall_homography(K, Kinv, anchor, vv_px, None)
-            conf = 1.0 if vh else (SNAPPED_CONFIDENCE if snapped else NO_COURSES_CONFIDENCE)
-            if unseparated:
-                conf = min(conf, UNSEPARATED_CONFIDENCE)
-            if from_base:
-                conf = min(conf, SNAPPED_CONFIDENCE)
-            if end_unsupported:
-                conf = min(conf, UNSUPPORTED_END_CONFIDENCE)
-            walls = [Wall(mask, H, confidence=conf)]
-            frames.place_walls(walls, [support(on_wall, vh[0][1] if vh else None)], warnings)
-            return Geometry(walls, NAME, warnings, measured())
+            walls, vh = self._one_wall(lines, K, Kinv, vh, doubts, warnings)
+        else:
+            walls, vh = self._two_walls(lines, K, Kinv, vh, split, doubts, warnings)
+        return Geometry(walls, NAME, warnings, measured(vh))
 
+    @staticmethod
+    def _corner_or_one_wall(lines: _Lines, vh: list, doubts: _Doubts, warnings: list[str]) -> tuple:
+        """Two horizontal directions: the corner split between them, or one wall (a gable's base, or two
+        directions no corner line separates). Returns (split or None, the directions kept)."""
+        if len(vh) != 2:
+            return None, vh
+        split = lines.split(vh)
+        if split is not None and (base := lines.base_under(split, vh)) is not None:
+            warnings.append("geometry: the wall's base runs straight under the corner its lines suggest (a "
+                            "gable's rakes?); one wall, its courses along its base")
+            # the base is the one line of this wall known to be horizontal: its vanishing point is on the horizon
+            along_base = vanishing.horizontal_on_line(lines.normalised_to_px.T @ base[0], lines.vv)  # normalised
+            doubts.from_base = True
+            return None, [(along_base, np.zeros(0, int), 0.0)]
+        if split is None:
+            doubts.unseparated = True
+            warnings.append("geometry: two wall directions found but their lines could not be told apart; one "
+                            "wall with the stronger direction (courses may be off on part of the wall)")
+            # (the base cannot tell which is right: a rake's vanishing point fitted with the base line lies on it)
+            return None, vh[:1]
+        return split, vh
+
+    @staticmethod
+    def _weak_and_near_level(lines: _Lines, K, Kinv, vh: list, warnings: list[str]) -> bool:
+        """The level snap (SNAP_LEVEL_DEG, SNAP_MAX_SUPPORT): a single wall's direction close to level on
+        little line evidence."""
+        turn = course_turn(K, Kinv, lines.vv_px, lines.to_px(vh[0][0]), lines.xs, lines.ys)
+        support_len = float(lines.seg.length[vh[0][1]].sum())
+        if turn <= SNAP_LEVEL_DEG and support_len < SNAP_MAX_SUPPORT:
+            warnings.append(f"geometry: the wall's courses are within {turn:.1f} deg of level on little line "
+                            f"evidence ({support_len:.2f} image widths); snapped to level, assuming the wall "
+                            "faces the camera")
+            return True
+        return False
+
+    @staticmethod
+    def _far_wall(lines: _Lines, K, Kinv, vh: list, doubts: _Doubts, warnings: list[str]) -> tuple:
+        """One direction found: is the disagreeing end of the mask a far wall? Returns (split or None, the
+        directions: the far wall's appended when found)."""
+        share, end_idx = disagreeing_end(lines.seg, lines.vv, vh[0][1], lines.hor_cand, lines.xs, lines.ys,
+                                         lines.cx, lines.cy, lines.L)
+        doubts.end_unsupported = share >= DISAGREE_END_SHARE
+        far = vanishing.fit_end_direction(lines.seg, end_idx, vh[0][0], lines.vv, lines.rng) \
+            if share >= FAR_WALL_SEARCH_SHARE else None
+        split = lines.split(vh + [far]) if far is not None else None
+        if split is not None:
+            far_mask = split[0] if split[3] == 1 else split[1]  # split: (left, right, anchor, left_i, right_i)
+            ys_f, xs_f = np.nonzero(far_mask)
+            if grazing_cos(Kinv, lines.vv_px, lines.to_px(far[0]), xs_f, ys_f) < FAR_WALL_MIN_VIEW_COS:
+                split = None  # a wall seen that edge-on is a wrong direction, not a far wall seen obliquely
+            elif lines.base_under(split, vh + [far]) is not None:
+                split = None  # the base runs on straight where the far wall would begin
+        if split is not None:  # the far wall's own direction, found where the lines said it would be
+            warnings.append("geometry: a second wall found at one end of the mask from few lines; its courses "
+                            "may be off")
+            # the camera stays the one the near wall's lines gave: the few far lines must not move its focal
+            doubts.end_unsupported, doubts.far_found = False, True
+            return split, vh + [far]
+        if doubts.end_unsupported:
+            warnings.append(f"geometry: the lines on {100 * share:.0f}% of the wall, at one end, disagree "
+                            "with its course direction (a second wall there?); courses may be off on that part")
+        return None, vh
+
+    @staticmethod
+    def _one_wall(lines: _Lines, K, Kinv, vh: list, doubts: _Doubts, warnings: list[str]) -> tuple:
+        """The whole mask as one wall. Returns ([wall], the directions it kept)."""
+        anchor = np.array([lines.xs.mean(), lines.ys.mean(), 1.0])
+        H = frames.wall_homography(K, Kinv, anchor, lines.vv_px, lines.to_px(vh[0][0]) if vh else None)
+        near_line = frames.near_vanishing_line(H, lines.mask)[0] if vh else 0.0
+        if near_line > IMPOSSIBLE_LINE_SHARE:
+            warnings.append(f"geometry: the course direction found puts the wall's vanishing line across "
+                            f"{100 * near_line:.0f}% of the wall, which a wall seen from the front cannot have; "
+                            "courses assumed level (facing the camera)")
+            vh, doubts.snapped = [], True
+            K, Kinv = lines.prior_camera()
+            H = frames.wall_homography(K, Kinv, anchor, lines.vv_px, None)
+        conf = 1.0 if vh else (SNAPPED_CONFIDENCE if doubts.snapped else NO_COURSES_CONFIDENCE)
+        if doubts.unseparated:
+            conf = min(conf, UNSEPARATED_CONFIDENCE)
+        if doubts.from_base:
+            conf = min(conf, SNAPPED_CONFIDENCE)
+        if doubts.end_unsupported:
+            conf = min(conf, UNSUPPORTED_END_CONFIDENCE)
+        walls = [Wall(lines.mask, H, confidence=conf)]
+        frames.place_walls(walls, [lines.support(lines.on_wall, vh[0][1] if vh else None)], warnings)
+        return walls, vh
+
+    @staticmethod
+    def _two_walls(lines: _Lines, K, Kinv, vh: list, split: tuple, doubts: _Doubts, warnings: list[str]) -> tuple:
+        """The two walls of a corner, each direction refitted on its own wall's lines. Returns (walls, the
+        directions)."""
         left_mask, right_mask, anchor, left_i, right_i = split
         # by direction index: a far wall's direction from the few lines at its end is the best guess, not a sure
         # one (on bench/geometry.py 14 of 21 such far walls came right, the 7 others stay flagged)
-        confidence = [1.0, UNSUPPORTED_END_CONFIDENCE if far_found else 1.0]
+        confidence = [1.0, UNSUPPORTED_END_CONFIDENCE if doubts.far_found else 1.0]
         # each wall's direction once more from the lines on that wall alone: the corner's first fit saw both walls'
         # lines, and the other wall's (or the corner's clutter) can pull it
         vh = list(vh)
         walls, supports = [], []
         for m_k, i_k in ((left_mask, left_i), (right_mask, right_i)):
-            on_k = near.of(m_k)
-            vh[i_k] = vanishing.refit_on_wall(seg, hor_cand[on_k[hor_cand]], vh[i_k], vv, rng)
-            Hk = frames.wall_homography(K, Kinv, anchor, vv_px, to_px(vh[i_k][0]))
+            on_k = lines.near.of(m_k)
+            vh[i_k] = vanishing.refit_on_wall(lines.seg, lines.hor_cand[on_k[lines.hor_cand]], vh[i_k], lines.vv,
+                                              lines.rng)
+            Hk = frames.wall_homography(K, Kinv, anchor, lines.vv_px, lines.to_px(vh[i_k][0]))
             walls.append(Wall(m_k, Hk, confidence=confidence[i_k]))
-            supports.append(support(on_k, vh[i_k][1]))
+            supports.append(lines.support(on_k, vh[i_k][1]))
         frames.place_walls(walls, supports, warnings, unrolled=True)
-        return Geometry(walls, NAME, warnings, measured())
+        return walls, vh
 
     @staticmethod
     def _fallback(mask: np.ndarray, warnings: list[str]) -> Geometry:

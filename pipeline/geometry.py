@@ -157,7 +157,9 @@ class _Doubts:
 
     unseparated: bool = False  # two directions, no corner line between them: the stronger one taken
     snapped: bool = False  # courses assumed level over weak or impossible lines
-    from_base: bool = False  # courses along the mask's base (a gable), the direction from the focal prior
+    # courses where a line known to lie in the wall (the mask's base, or the line through a gable's two rake points)
+    # meets the horizon at the typical focal length: assumed, not measured
+    from_horizon: bool = False
     end_unsupported: bool = False  # the lines at one end of the wall disagree with its direction
     far_found: bool = False  # the far wall's direction from the few lines at its end
 
@@ -209,16 +211,16 @@ class LineGeometry:
             warnings.append("geometry: no vertical vanishing point; assuming the camera is upright")
         if not vh:
             warnings.append("geometry: no horizontal vanishing point on the wall; assuming it faces the camera")
-        if split is None and vh and not doubts.from_base and self._weak_and_near_level(lines, K, Kinv, vh, warnings):
+        if split is None and vh and not doubts.from_horizon and self._weak_and_near_level(lines, K, Kinv, vh, warnings):
             vh, doubts.snapped = [], True
             K, Kinv = lines.prior_camera()
-        if split is None and vh and not doubts.unseparated and not doubts.from_base:
+        if split is None and vh and not doubts.unseparated and not doubts.from_horizon:
             split, vh = self._far_wall(lines, K, Kinv, vh, doubts, warnings)
 
         # a direction assumed (snapped: vh is empty then) or taken from the mask's base and the focal-length prior
         # was not measured: it is not passed on
         def measured(vh) -> VanishingPoints:
-            return VanishingPoints(lines.vv_px, [] if doubts.from_base else [lines.to_px(v[0]) for v in vh])
+            return VanishingPoints(lines.vv_px, [] if doubts.from_horizon else [lines.to_px(v[0]) for v in vh])
 
         if split is None:
             walls, vh = self._one_wall(lines, K, Kinv, vh, doubts, warnings)
@@ -238,15 +240,26 @@ class LineGeometry:
                             "gable's rakes?); one wall, its courses along its base")
             # the base is the one line of this wall known to be horizontal: its vanishing point is on the horizon
             along_base = vanishing.horizontal_on_line(lines.normalised_to_px.T @ base[0], lines.vv)  # normalised
-            doubts.from_base = True
+            doubts.from_horizon = True
             return None, [(along_base, np.zeros(0, int), 0.0)]
-        if split is None:
-            doubts.unseparated = True
-            warnings.append("geometry: two wall directions found but their lines could not be told apart; one "
-                            "wall with the stronger direction (courses may be off on part of the wall)")
-            # (the base cannot tell which is right: a rake's vanishing point fitted with the base line lies on it)
-            return None, vh[:1]
-        return split, vh
+        if split is not None:
+            return split, vh
+        doubts.unseparated = True
+        if vanishing.in_one_plane(lines.vv, vh[0][0], vh[1][0]):
+            # two directions of one wall, not of two walls: its courses and a roof edge or rail, or a gable's
+            # two rakes
+            if (between_rakes := vanishing.rake_pair(vh[0][0], vh[1][0], lines.vv)) is not None:
+                warnings.append("geometry: the two line directions found rise and fall like a gable's rakes; one "
+                                "wall, its courses level between them")
+                doubts.from_horizon = True
+                return None, [(between_rakes, np.zeros(0, int), 0.0)]
+            warnings.append("geometry: two line directions found in one wall's plane; the flatter one taken as "
+                            "its courses (the other a roof edge or rail?)")
+            return None, [min(vh, key=lambda v: abs(vanishing.rise_deg(v[0], lines.vv)))]
+        warnings.append("geometry: two wall directions found but their lines could not be told apart; one "
+                        "wall with the stronger direction (courses may be off on part of the wall)")
+        # (the base cannot tell which is right: a rake's vanishing point fitted with the base line lies on it)
+        return None, vh[:1]
 
     @staticmethod
     def _weak_and_near_level(lines: _Lines, K, Kinv, vh: list, warnings: list[str]) -> bool:
@@ -305,7 +318,7 @@ class LineGeometry:
         conf = 1.0 if vh else (SNAPPED_CONFIDENCE if doubts.snapped else NO_COURSES_CONFIDENCE)
         if doubts.unseparated:
             conf = min(conf, UNSEPARATED_CONFIDENCE)
-        if doubts.from_base:
+        if doubts.from_horizon:
             conf = min(conf, SNAPPED_CONFIDENCE)
         if doubts.end_unsupported:
             conf = min(conf, UNSUPPORTED_END_CONFIDENCE)

@@ -42,6 +42,16 @@ WALL_VERTICAL_AGREE = 0.85
 # of the frame; no view of bench/geometry.py changes with either).
 ONE_LINE_TOL = 0.002
 ONE_LINE_SHARE = 0.8
+# Roof edges are the strongest lines of many US house fronts: a gable's rakes, a shed roof's fascia. When the
+# horizontal fit finds two directions that no corner line separates, and the two lie with the vertical in one
+# plane (`in_one_plane`: the volume of the three unit directions below ONE_PLANE_VOLUME, about 9 deg off one
+# plane; two perpendicular walls give ~1), they are two directions of one wall: the flatter is its courses, or,
+# when one rises and the other falls by RAKE_MIN_DEG or more (`rake_pair`), they are a gable's two rakes and the
+# courses run between them. US roof pitches are 18-45 deg; RAKE_MIN_DEG leaves room for the few degrees by which the
+# assumed focal length tilts what is horizontal. Tuned on houses-train (bench/geometry.py prints it; three houses
+# whose courses followed a rake: 0.15 takes all three, 0.1 missed house_51 at 0.101).
+RAKE_MIN_DEG = 8.0
+ONE_PLANE_VOLUME = 0.15
 VP_ANGLE = 0.001  # typical angular error (rad) of a vanishing point's direction, seen from the image centre
 
 
@@ -175,6 +185,47 @@ def horizontal_on_line(line: np.ndarray, vv: np.ndarray | None) -> np.ndarray:
     horizon = np.array([1 / f0 ** 2, 1 / f0 ** 2, 1.0]) * (vv if vv is not None else np.array([0.0, 1.0, 0.0]))
     h = np.cross(line, horizon)
     return h / np.linalg.norm(h)
+
+
+def _at_default_focal(v: np.ndarray) -> np.ndarray:
+    """The unit 3D direction of vanishing point v at the typical focal length."""
+    d = v * np.array([1.0 / DEFAULT_FOCAL, 1.0 / DEFAULT_FOCAL, 1.0])
+    return d / np.linalg.norm(d)
+
+
+def rise_deg(v: np.ndarray, vv: np.ndarray | None, toward: np.ndarray | None = None) -> float:
+    """By how many degrees the 3D direction of vanishing point v rises out of the horizontal plane, at the typical
+    focal length, v taken in the sense that points along `toward`'s (another vanishing point) where given, else
+    rightwards. Without a vertical vanishing point the image's up is taken."""
+    up = _at_default_focal(vv if vv is not None else np.array([0.0, 1.0, 0.0]))
+    up = -up if up[1] > 0 else up  # image y runs down
+    d = _at_default_focal(v)
+    ref = _at_default_focal(toward) if toward is not None else np.array([1.0, 0.0, 0.0])
+    d = -d if d @ ref < 0 else d
+    return math.degrees(math.asin(float(np.clip(d @ up, -1.0, 1.0))))
+
+
+def in_one_plane(vv: np.ndarray | None, a: np.ndarray, b: np.ndarray) -> bool:
+    """The vertical and the two directions a, b lie in one plane (the three vanishing points on one line, the
+    plane's vanishing line): a and b are then two directions within ONE wall (its courses and a roof edge or
+    rail, or a gable's two rakes), not two walls' courses, whose plane is the horizontal one. Collinearity does
+    not depend on the focal length; its measure (the volume of the three unit directions) is taken at the typical
+    one: 0 for one plane, 1 for two perpendicular walls. Without a vertical vanishing point the camera is taken
+    upright."""
+    vv = vv if vv is not None else np.array([0.0, 1.0, 0.0])
+    return abs(float(np.linalg.det(np.stack([_at_default_focal(vv), _at_default_focal(a),
+                                             _at_default_focal(b)])))) < ONE_PLANE_VOLUME
+
+
+def rake_pair(a: np.ndarray, b: np.ndarray, vv: np.ndarray | None) -> np.ndarray | None:
+    """Two directions of one wall that are a gable's two rakes: taken in the senses in which they are less than
+    90 degrees apart, one rises and the other falls, each by at least RAKE_MIN_DEG. Then the wall's courses run
+    where the line through the two points (the wall's vanishing line) meets the horizon: that vanishing point is
+    returned; None otherwise."""
+    ra, rb = rise_deg(a, vv, toward=a), rise_deg(b, vv, toward=a)  # both in senses relative to a's
+    if ra * rb >= 0 or min(abs(ra), abs(rb)) < RAKE_MIN_DEG:
+        return None
+    return horizontal_on_line(np.cross(a, b), vv)
 
 
 def _cos_at_default_focal(V: np.ndarray, u: np.ndarray) -> np.ndarray:

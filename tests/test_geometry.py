@@ -549,6 +549,87 @@ def test_shallow_gable_over_a_plain_wall_is_not_a_corner(f, aim, yaw):
     assert course_error_deg(geo.walls[0].homography, Hs[0], tex.shape) <= 2.0
 
 
+def stucco(w, h, seed, n_trims):
+    """Plain stucco with n_trims vertical trim boards (the verticals a wall gives)."""
+    rng = np.random.default_rng(seed)
+    tex = np.empty((h, w, 3), np.float32)
+    tex[:] = (200, 120, 100)
+    tex += rng.normal(0, 4, (h, w, 1))
+    tex = cv2.GaussianBlur(tex, (0, 0), 1.0)
+    for x in np.linspace(0.08, 0.92, n_trims) * w:
+        cv2.rectangle(tex, (int(x) - 5, 0), (int(x) + 5, h), (120, 70, 60), -1)
+    return tex
+
+
+def with_roof_line(tex, roof_line):
+    """Four fascia boards along the roof line (a polyline, texture px) inside the wall, sky above it. Returns the
+    texture and its wall mask."""
+    h, w = tex.shape[:2]
+    sky = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(sky, [np.concatenate([[[0, 0]], roof_line, [[w, 0]]]).astype(np.int32)], 1)
+    for off in (0, 12, 24, 36):
+        cv2.polylines(tex, [(roof_line + [0, off]).astype(np.int32)], False, (245, 240, 230), 6)
+    tex[sky > 0] = (120, 150, 200)
+    return np.clip(tex, 0, 255).astype(np.uint8), sky == 0
+
+
+def shed_roof_wall(w=1000, h=480, slope_deg=18.0):
+    """A wall under a mono-pitch roof: four sloped fascia boards across its whole width and only four siding
+    courses below them, so the roof edge is the strongest "horizontal" direction and no corner line separates
+    it from the courses."""
+    tex = stucco(w, h, 4, n_trims=4)
+    top_l = 10 + int(np.tan(np.radians(slope_deg)) * w)
+    for y in np.linspace(top_l + 40, h - 20, 4):
+        cv2.line(tex, (0, int(y)), (w, int(y)), (150, 85, 70), 2)
+    return with_roof_line(tex, np.array([[0, top_l], [w, 10]]))
+
+
+def three_gables_wall(w=1200, h=480, slope_deg=22.0):
+    """Plain stucco under three gables side by side (a US ranch front): the rakes rising left and rising right
+    interleave, so no corner line separates them, and the wall has no course lines of its own."""
+    span = w // 6
+    apex, eave = 10, int(10 + np.tan(np.radians(slope_deg)) * span)
+    roof = [[0, eave]] + [p for k in range(3) for p in ([(2 * k + 1) * span, apex], [(2 * k + 2) * span, eave])]
+    return with_roof_line(stucco(w, h, 4, n_trims=6), np.array(roof))
+
+
+def roof_wall_view(tex, wall_mask, f, aim, yaw, width_m):
+    centre = np.array([0, -1.0, 12.0])
+    K, R = camera(f), look_at(centre + [0, aim, 0])
+    wall = single_wall(tex, centre, width_m, yaw)
+    img, regions, Hs = render(K, R, [wall])
+    mask = regions[0] & (cv2.warpPerspective(wall_mask.astype(np.uint8), plane_to_image(K, R, *wall[1:]), (W, H),
+                                             flags=cv2.INTER_NEAREST) > 0)
+    return img, mask, Hs[0]
+
+
+@pytest.mark.parametrize("f,aim,yaw", [(800, 1.0, 0.0), (800, 1.0, 0.3), (700, 2.0, -0.3), (1000, 0.0, 0.5)])
+def test_sloped_roof_edge_in_the_walls_plane_does_not_set_its_courses(f, aim, yaw):
+    """The roof edge and the courses are two directions of ONE wall (with the vertical, their vanishing points lie
+    on one line): the flatter one is the courses. The stronger one, the roof edge, was taken: 18-25 deg off."""
+    tex, wall_mask = shed_roof_wall()
+    img, mask, Ht = roof_wall_view(tex, wall_mask, f, aim, yaw, 11)
+    geo = LineGeometry().estimate(img, mask)
+    assert len(geo.walls) == 1
+    assert any("in one wall's plane" in w for w in geo.warnings), geo.warnings
+    assert course_error_deg(geo.walls[0].homography, Ht, tex.shape) <= 2.0
+
+
+@pytest.mark.parametrize("f,aim,yaw", [(800, 1.0, 0.0), (800, 1.0, 0.25), (700, 2.0, 0.4), (1000, 0.0, -0.3)])
+def test_a_gables_two_rakes_give_level_courses_between_them(f, aim, yaw):
+    """Only the rakes are found, rising left and rising right: their vanishing points and the vertical lie on the
+    wall's vanishing line, and the courses run where it meets the horizon, flagged (one rake was taken: 22-28 deg
+    off)."""
+    tex, wall_mask = three_gables_wall()
+    img, mask, Ht = roof_wall_view(tex, wall_mask, f, aim, yaw, 12)
+    geo = LineGeometry().estimate(img, mask)
+    assert len(geo.walls) == 1
+    assert any("like a gable's rakes" in w for w in geo.warnings), geo.warnings
+    assert geo.walls[0].confidence <= 0.5
+    assert not geo.vanishing.horizontal  # from the horizon at a typical focal length: not measured
+    assert course_error_deg(geo.walls[0].homography, Ht, tex.shape) <= 2.0
+
+
 @pytest.mark.parametrize("yaw", [0.0, 0.1, 0.2])
 def test_plain_walls_lower_half_keeps_its_courses_near_level(yaw):
     """Aimed high with a long lens, only the lower half of the plain wall is in frame: its base (broken into pieces

@@ -383,7 +383,7 @@ def run_houses(geometry, root: Path) -> dict:
     """Per labelled window / garage-door top and bottom edge (rectangles in the wall plane): the angle between
     it and the course direction of the wall it lies on; `root` is a houses split (photos at its top or in
     images/)."""
-    errs, base, names, kinds = [], [], [], []
+    errs, base, names, boxes = [], [], [], []
     for lab_path in sorted((root / "labels").glob("*.json")):
         meta = json.loads(lab_path.read_text())
         if not meta.get("usable", True):
@@ -401,7 +401,7 @@ def run_houses(geometry, root: Path) -> dict:
             if poly["class"] not in ("window", "garage door", "garage_door"):
                 continue
             pts = np.asarray(poly["points"], float)
-            shape = outline_kind(pts)
+            box = image_box(pts)
             for a, b in zip(pts, np.roll(pts, -1, axis=0)):
                 d = b - a
                 n = float(np.hypot(*d))
@@ -432,20 +432,18 @@ def run_houses(geometry, root: Path) -> dict:
                 errs.append(min(ang, 180 - ang))
                 base.append(abs(math.degrees(math.atan2(d[1], abs(d[0])))))
                 names.append(lab_path.stem)
-                kinds.append(shape)
-    return {"errors": np.asarray(errs), "level": np.asarray(base), "house": names, "outline": np.asarray(kinds)}
+                boxes.append(box)
+    return {"errors": np.asarray(errs), "level": np.asarray(base), "house": names, "box": np.asarray(boxes, bool)}
 
 
-def outline_kind(pts: np.ndarray) -> str:
-    """"box": every edge within 0.5 deg of level or upright in the image: most labelled openings were drawn that
-    way whatever the wall's perspective, so their edges say how level the courses are in the image, not whether
-    they follow the wall; "quad": four corners drawn in perspective (the real check of the wall's plane); "other":
-    arches, gable windows (whose sloped edges are not courses)."""
+def image_box(pts: np.ndarray) -> bool:
+    """Every edge of the outline within 0.5 deg of level or upright in the image: most labelled openings were drawn
+    that way whatever the wall's perspective, so their edges say how level the courses are in the image, not
+    whether they follow the wall (and the other outlines include gable windows, whose sloped edges are not
+    courses)."""
     d = np.roll(pts, -1, axis=0) - pts
     ang = np.degrees(np.arctan2(np.abs(d[:, 1]), np.abs(d[:, 0])))
-    if np.all((ang < 0.5) | (ang > 89.5)):
-        return "box"
-    return "quad" if len(pts) == 4 else "other"
+    return bool(np.all((ang < 0.5) | (ang > 89.5)))
 
 
 def summary(vals) -> str:
@@ -485,13 +483,11 @@ def report(name: str, syn: dict, houses: dict) -> None:
         if not len(houses.get(split, {}).get("errors", ())):
             continue
         r = houses[split]
-        for what, sel in (("all opening edges", np.ones(len(r["errors"]), bool)),
-                          ("outlines drawn in perspective (4 corners)", r["outline"] == "quad")):
-            print(f"| {label}, {what}: vs courses | {int(sel.sum())} edges | {summary(r['errors'][sel])} | | | | |")
-            print(f"| {label}, {what}: vs image level | {int(sel.sum())} edges | {summary(r['level'][sel])} "
-                  "| | | | |")
-        print(f"  ({label}: {100 * np.mean(r['outline'] == 'box'):.0f} % of those edges are of outlines drawn as "
-              "image-axis boxes)")
+        n = len(r["errors"])
+        print(f"| {label}: opening edges vs courses | {n} edges | {summary(r['errors'])} | | | | |")
+        print(f"| {label}: same edges vs image level | {n} edges | {summary(r['level'])} | | | | |")
+        print(f"  ({label}: {100 * np.mean(r['box']):.0f} % of those edges belong to outlines drawn as image-axis "
+              "boxes)")
     t = np.asarray(syn["times"]) * 1000
     if len(t):
         print(f"geometry time at {W}x{H}: p50 {np.median(t):.0f} ms, p95 {np.percentile(t, 95):.0f} ms "

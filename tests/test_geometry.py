@@ -823,3 +823,24 @@ def test_wall_verticals_win_over_a_background_that_leans():
     geo = LineGeometry().estimate(img, regions[0])
     assert geo.vanishing is not None and geo.vanishing.vertical is not None
     assert _angle_deg(K, geo.vanishing.vertical, R @ np.array([0, 1.0, 0])) < 1.0
+
+
+def test_a_sliver_split_off_at_the_masks_end_takes_the_larger_walls_plane():
+    """A corner split whose smaller side is under MIN_WALL_SHARE of the mask: one wall with the larger side's
+    direction, flagged (a bench single wall got a 5 % sliver with its own courses, 8 deg off, confidently). A far
+    wall of a fifth of the mask keeps its own plane."""
+    from pipeline.geometry import MIN_WALL_SHARE, _Doubts
+
+    mask = np.zeros((100, 200), bool)
+    mask[10:90, 10:190] = True
+    near, far = ("near", np.arange(3), 1.0), ("far", np.arange(2), 0.4)
+    for far_cols, merged in ((int(180 * MIN_WALL_SHARE * 0.6), True), (36, False)):
+        left, right = mask.copy(), mask.copy()
+        left[:, 190 - far_cols:] = False
+        right[:, :190 - far_cols] = False
+        doubts, warnings = _Doubts(), []
+        kept = LineGeometry._sliver_merged((left, right, None, 0, 1), [near, far], doubts, warnings)
+        if merged:
+            assert kept == [near] and doubts.end_unsupported and "at one end" in warnings[0]
+        else:
+            assert kept is None and not doubts.end_unsupported and not warnings

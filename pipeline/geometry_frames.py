@@ -9,10 +9,8 @@ from . import wall_frame
 from .stages import Wall
 
 
-def wall_homography(K, Kinv, anchor, vv_px, vh_px) -> np.ndarray:
-    """Image -> wall frame for the wall through the anchor pixel with vertical / horizontal vanishing points vv_px,
-    vh_px (pixels; None: an upright camera / courses fronto-parallel), frame axes pointing right and down."""
-    X0 = Kinv @ anchor
+def _axes(Kinv, X0, vv_px, vh_px) -> tuple[np.ndarray, np.ndarray]:
+    """The wall's horizontal and vertical unit directions (camera frame) through X0, pointing right and down."""
     q = X0 / X0[2]
 
     def direction(v, axis):
@@ -31,7 +29,25 @@ def wall_homography(K, Kinv, anchor, vv_px, vh_px) -> np.ndarray:
     if r_h is None:
         r_h = np.array([1.0, 0.0, 0.0]) - r_v[0] * r_v
         r_h /= np.linalg.norm(r_h)
+    return r_h, r_v
+
+
+def wall_homography(K, Kinv, anchor, vv_px, vh_px, depth: float = 1.0) -> np.ndarray:
+    """Image -> wall frame for the wall through the point at `depth` on the anchor pixel's ray with vertical /
+    horizontal vanishing points vv_px, vh_px (pixels; None: an upright camera / courses fronto-parallel), frame
+    axes pointing right and down. Walls that share a 3D point share the frame's unit there."""
+    X0 = depth * (Kinv @ anchor)
+    r_h, r_v = _axes(Kinv, X0, vv_px, vh_px)
     return wall_frame.wall_homography(K, r_h, r_v, X0, K[0, 0])
+
+
+def depth_on_wall(Kinv, anchor, vv_px, vh_px, pixel) -> float:
+    """The depth (in wall_homography's units: the anchor's point at depth 1) at which `pixel`'s ray meets the
+    wall through the anchor with those vanishing points."""
+    X0 = Kinv @ anchor
+    r_h, r_v = _axes(Kinv, X0, vv_px, vh_px)
+    normal = np.cross(r_h, r_v)
+    return float(normal @ X0) / float(normal @ (Kinv @ pixel))  # both rays have z = 1
 
 
 def place_walls(walls: list[Wall], supports: list[np.ndarray], warnings: list[str],

@@ -52,6 +52,10 @@ ONE_LINE_SHARE = 0.8
 # whose courses followed a rake: 0.15 takes all three, 0.1 missed house_51 at 0.101).
 RAKE_MIN_DEG = 8.0
 ONE_PLANE_VOLUME = 0.15
+# A separate region of the mask (a connected part, see pipeline/geometry.py REGION_MIN_SHARE) takes its own
+# direction when the wall's explains its lines at under REGION_AGREE of how well their own does (0.7 also turned a
+# frontal gable's courses 7 deg on US house_516).
+REGION_AGREE = 0.5
 VP_ANGLE = 0.001  # typical angular error (rad) of a vanishing point's direction, seen from the image centre
 
 
@@ -293,6 +297,18 @@ def fit_end_direction(seg: Segments, idx: np.ndarray, first: np.ndarray, vv: np.
     res = ransac_vp(seg, idx, rng, accept=_horizontal_prior(vv))
     if (res is None or res[1].sum() < END_MIN_INLIERS or seg.length[idx[res[1]]].sum() < END_MIN_LENGTH
             or _cos_at_default_focal(res[0], first) >= END_MAX_COS):
+        return None
+    return res[0], idx[res[1]], res[2]
+
+
+def own_direction(seg: Segments, idx: np.ndarray, found: np.ndarray, vv: np.ndarray | None,
+                  rng: np.random.Generator):
+    """The horizontal direction of the segments idx (the lines on one separate region of the mask) when the wall's
+    direction `found` explains them clearly worse (its score under REGION_AGREE of theirs) and it is not just
+    another direction in the same plane (`in_one_plane`: a rake): (point, inlier indices, score), or None."""
+    res = ransac_vp(seg, idx, rng, accept=_horizontal_prior(vv))
+    if (res is None or res[1].sum() < SECOND_MIN_INLIERS or vp_score(seg, idx, found) >= REGION_AGREE * res[2]
+            or in_one_plane(vv, found, res[0])):
         return None
     return res[0], idx[res[1]], res[2]
 

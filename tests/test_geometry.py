@@ -844,3 +844,36 @@ def test_a_sliver_split_off_at_the_masks_end_takes_the_larger_walls_plane():
             assert kept == [near] and doubts.end_unsupported and "at one end" in warnings[0]
         else:
             assert kept is None and not doubts.end_unsupported and not warnings
+
+
+@pytest.mark.parametrize("f,yaw_a,yaw_b,aim", [(800, 0.1, 0.9, 0.0), (800, -0.2, 0.7, 1.0), (700, 0.0, -0.8, 0.5)])
+def test_a_separate_region_with_lines_of_another_direction_gets_its_own_plane(f, yaw_a, yaw_b, aim):
+    """Two walls at different angles whose masks do not touch (a gap, a downpipe or a tree between them), the
+    second one 11-28 % of the mask and too weak for a second direction over the whole mask: it took the first
+    wall's courses, 9-26 deg off (one of them confidently). Now it gets its own plane, flagged."""
+    tex_a, _ = synth_facade(800, 500, seed=1)
+    tex_b, _ = synth_facade(600, 500, seed=2)
+    walls = [single_wall(tex_a, np.array([-2.5, -1.0, 14.0]), 9, yaw_a),
+             single_wall(tex_b, np.array([5.5, -1.0, 14.0]), 5, yaw_b)]
+    img, regions, Hs = render(camera(f), look_at([0.5, -1.0 + aim, 14.0]), walls)
+    geo = LineGeometry().estimate(img, regions[0] | regions[1])
+    assert len(geo.walls) == 2
+    (main, _), (other, _) = match(geo, regions)
+    assert course_error_deg(main.homography, Hs[0], tex_a.shape) <= 2.0
+    assert course_error_deg(other.homography, Hs[1], tex_b.shape) <= 2.0
+    assert other.confidence <= 0.5 and any("separate part of the mask" in w for w in geo.warnings)
+
+
+def test_pieces_of_one_wall_across_a_gap_keep_one_plane(facades):
+    """A downpipe cut out of the mask splits one wall into two regions; both have the wall's own lines, so they
+    stay one plane."""
+    (tex, _), _ = facades
+    centre = np.array([0, -1.0, 14.0])
+    img, regions, Hs = render(camera(800), look_at(centre), [single_wall(tex, centre, 12, 0.4)])
+    mask = regions[0].copy()
+    xs = np.nonzero(mask.any(axis=0))[0]
+    cut = int(np.percentile(xs, 55))
+    mask[:, cut - 6:cut + 6] = False
+    geo = LineGeometry().estimate(img, mask)
+    assert len(geo.walls) == 1, geo.warnings
+    assert course_error_deg(geo.walls[0].homography, Hs[0], tex.shape) <= 2.0

@@ -29,6 +29,13 @@ infinity, the affine case, are handled like any other), and turns them into one 
   its direction too weak to be found over the whole mask): its direction is looked for among those lines alone and,
   when they agree on one near perpendicular to the first, the mask is split as at any corner; the far wall is then
   flagged (confidence below 1), since few lines gave its direction. Otherwise the one wall is flagged.
+* A corner split whose smaller side is a sliver (under MIN_WALL_SHARE of the mask) is one wall, flagged.
+* Two directions that no corner line separates: when they lie with the vertical in one plane they are one wall's
+  (a roof edge beside the courses: the flatter is taken; a gable's two rakes: the courses run between them), else
+  the stronger is taken; flagged either way.
+* One direction found, and a separate connected region of the mask whose own lines disagree with it (a far wall
+  beyond a gap, a downpipe or a tree): that region gets its own plane, flagged, at the main wall's distance at its
+  centre.
 
 Without usable lines the wall is assumed fronto-parallel (identity homography) and a warning says so. Weak or
 contradicting evidence gives the safe answer or a flagged one (a warning and a confidence below 1), never a confident

@@ -394,7 +394,7 @@ class LineGeometry:
         if not own_walls or not main.any():
             return [wall], [support]
         walls = [Wall(main, wall.homography, confidence=wall.confidence)]
-        supports = [support]
+        supports = [lines.support(lines.near.of(main), found[1])]  # the lines of what is left of the main wall
         for region, own, on_k in own_walls:
             # at the region's centre its plane is as far away as the main wall's plane would be there
             ys, xs = np.nonzero(region)

@@ -307,7 +307,7 @@ class LineGeometry:
             return None
         warnings.append(f"geometry: a second wall of only {100 * share:.0f}% of the mask at one end; one wall, "
                         "its courses may be off on that end")
-        doubts.end_unsupported, doubts.far_found = True, False
+        doubts.end_unsupported = True
         return [vh[split[3] if left_n >= right_n else split[4]]]
 
     @staticmethod
@@ -381,7 +381,7 @@ class LineGeometry:
             return [wall], [support]
         vh_px = lines.to_px(found[0])
         main = lines.mask.copy()
-        own_walls, own_supports = [], []
+        own_walls = []
         for k in regions:
             region = labels == k
             on_k = lines.near.of(region)

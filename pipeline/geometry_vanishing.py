@@ -191,9 +191,12 @@ def horizontal_on_line(line: np.ndarray, vv: np.ndarray | None) -> np.ndarray:
     return h / np.linalg.norm(h)
 
 
+_TO_DIRECTION = np.array([1.0 / DEFAULT_FOCAL, 1.0 / DEFAULT_FOCAL, 1.0])  # K^-1 at the typical focal length
+
+
 def _at_default_focal(v: np.ndarray) -> np.ndarray:
     """The unit 3D direction of vanishing point v at the typical focal length."""
-    d = v * np.array([1.0 / DEFAULT_FOCAL, 1.0 / DEFAULT_FOCAL, 1.0])
+    d = v * _TO_DIRECTION
     return d / np.linalg.norm(d)
 
 
@@ -235,9 +238,8 @@ def rake_pair(a: np.ndarray, b: np.ndarray, vv: np.ndarray | None) -> np.ndarray
 def _cos_at_default_focal(V: np.ndarray, u: np.ndarray) -> np.ndarray:
     """|cos| of the 3D angle between the directions of the vanishing points V (M, 3) and u (3,) at the typical
     focal length (the focal length is not known yet where this is asked)."""
-    k = np.array([1.0 / DEFAULT_FOCAL, 1.0 / DEFAULT_FOCAL, 1.0])
-    a = V * k
-    b = u * k
+    a = V * _TO_DIRECTION
+    b = u * _TO_DIRECTION
     return np.abs(a @ b) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b))
 
 

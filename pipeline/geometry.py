@@ -31,7 +31,9 @@ infinity, the affine case, are handled like any other), and turns them into one 
   flagged (confidence below 1), since few lines gave its direction. Otherwise the one wall is flagged.
 * A corner split whose smaller side is a sliver (under MIN_WALL_SHARE of the mask) is one wall, flagged.
 * Two directions whose lines a corner line splits only once the lines that fit both are set aside (near the
-  horizon, or at a shallow corner): a corner, flagged, when both directions keep a comparable share of those lines.
+  horizon, or at a shallow corner): a corner, both walls flagged, when both directions keep a comparable share of
+  those lines and do not lie in one wall's plane (that is a roof edge beside the courses, below). This holds for a
+  far wall's split too: then the near wall is flagged as well.
 * Two directions that no corner line separates: when they lie with the vertical in one plane they are one wall's
   (a roof edge beside the courses: the flatter is taken; a gable's two rakes: the courses run between them), else
   the stronger is taken (and separate regions may take their own plane, below); flagged either way.
@@ -88,9 +90,10 @@ FALLBACK_CONFIDENCE = 0.2
 # stronger direction, flagged, since the other direction's wall (about half of such corner views in
 # bench/geometry.py) is then wrong. A separate part of the mask whose own lines disagree takes its own plane
 # (`_regions_with_own_plane`), as for a wall with one direction: the two walls of such corners are often two
-# regions of the mask (bench corners p95 14.1 -> 10.5 deg, held-out 15.1 -> 9.5 deg; two held-out single walls
-# 0.7-0.9 -> 3.5-3.9 deg, flagged) - but not when the two directions lie in one wall's plane (a roof edge beside
-# the courses: US house_282's frontal left face took a 13-deg rake from 4 lines).
+# regions of the mask (this rule alone, before the split on telling lines: bench corners p95 14.1 -> 10.5 deg,
+# held-out 15.1 -> 9.5 deg; one held-out single wall 0.9 -> 3.9 deg, flagged) - but not when the two directions lie
+# in one wall's plane (a roof edge beside the courses: US house_282's frontal left face took a 13-deg rake from 4
+# lines).
 # (Tried instead and dropped: separating them by where each direction's lines lie made both walls worse.)
 UNSEPARATED_CONFIDENCE = 0.5
 # A wall's visible pixels all lie on one side of its vanishing line, and well away from it. When a single wall's
@@ -161,12 +164,13 @@ class _Lines:
     def split(self, vh: list) -> CornerSplit | None:
         split = split_corner(self.seg, self.vv, vh, self.mask, self.xs, self.ys, self.cx, self.cy, self.L)
         if split is not None and split.telling_lines_only and vanishing.in_one_plane(self.vv, vh[0][0], vh[1][0]):
-            # the lines that tell the two apart are a roof edge's or rake's beside the courses of one wall: on
-            # houses-train house_483 a frontal wall's boards followed its rake
+            # the lines that tell the two apart are a roof edge's or rake's beside the courses of one wall (on
+            # houses-train house_483 a frontal wall's boards followed its rake): no corner, so `_corner_or_one_wall`
+            # takes the pair as one wall's (the same test again sets `_Doubts.same_plane`)
             return None
         return split
 
-    def base_under(self, split: tuple, vh: list) -> np.ndarray | None:
+    def base_under(self, split: CornerSplit, vh: list) -> np.ndarray | None:
         """The mask's straight base, when it runs on under the split's corner line away from both walls'
         vanishing points (a gable, not a corner); None otherwise."""
         base = straight_base(self.mask, split.left)
@@ -187,7 +191,8 @@ class _Lines:
 
 @dataclass
 class _Doubts:
-    """Why a wall's direction is less than sure; each lowers its confidence (see `_one_wall`)."""
+    """Why a wall's direction is less than sure; each lowers its confidence (see `_one_wall`), except same_plane,
+    which only keeps separate regions from taking their own plane."""
 
     unseparated: bool = False  # two directions, no corner line between them: the stronger one taken
     same_plane: bool = False  # ... and both in one wall's plane (its courses and a roof edge, or a gable's rakes)
@@ -315,7 +320,7 @@ class LineGeometry:
         return False
 
     @staticmethod
-    def _sliver_merged(split: tuple, vh: list, doubts: _Doubts, warnings: list[str]) -> list | None:
+    def _sliver_merged(split: CornerSplit, vh: list, doubts: _Doubts, warnings: list[str]) -> list | None:
         """A corner split whose smaller side is under MIN_WALL_SHARE of the mask: the larger side's direction
         alone, for the whole mask, flagged as a disagreeing end (returned: the kept directions); None when both
         sides are large enough."""
@@ -411,15 +416,13 @@ class LineGeometry:
             if grazing_cos(Kinv, lines.vv_px, lines.to_px(own[0]), xs, ys) < REGION_MIN_VIEW_COS:
                 continue  # a part of the wall that large is not seen that edge-on: a wrong direction
             main &= ~region
-            own_walls.append((region, own, on_k))
+            own_walls.append((region, own, on_k, np.array([xs.mean(), ys.mean(), 1.0])))
         if not own_walls or not main.any():
             return [wall], [support]
         walls = [Wall(main, wall.homography, confidence=wall.confidence)]
         supports = [lines.support(lines.near.of(main), found[1])]  # the lines of what is left of the main wall
-        for region, own, on_k in own_walls:
-            # at the region's centre its plane is as far away as the main wall's plane would be there
-            ys, xs = np.nonzero(region)
-            meet = np.array([xs.mean(), ys.mean(), 1.0])
+        for region, own, on_k, meet in own_walls:
+            # at the region's centre (meet) its plane is as far away as the main wall's plane would be there
             depth = frames.depth_on_wall(Kinv, anchor, lines.vv_px, vh_px, meet)
             H = frames.wall_homography(K, Kinv, meet, lines.vv_px, lines.to_px(own[0]), depth=depth)
             walls.append(Wall(region, H, confidence=UNSUPPORTED_END_CONFIDENCE))
@@ -430,10 +433,11 @@ class LineGeometry:
         return walls, supports
 
     @staticmethod
-    def _two_walls(lines: _Lines, K, Kinv, vh: list, split: tuple, doubts: _Doubts, warnings: list[str]) -> tuple:
+    def _two_walls(lines: _Lines, K, Kinv, vh: list, split: CornerSplit, doubts: _Doubts,
+                   warnings: list[str]) -> tuple:
         """The two walls of a corner, each direction refitted on its own wall's lines. Returns (walls, the
         directions)."""
-        left_mask, right_mask, anchor, left_i, right_i = split[:5]
+        anchor = split.anchor
         # by direction index: a far wall's direction from the few lines at its end is the best guess, not a sure
         # one (on bench/geometry.py 14 of 21 such far walls came right, the 7 others stay flagged)
         confidence = [1.0, UNSUPPORTED_END_CONFIDENCE if doubts.far_found else 1.0]
@@ -445,7 +449,7 @@ class LineGeometry:
         # lines, and the other wall's (or the corner's clutter) can pull it
         vh = list(vh)
         walls, supports = [], []
-        for m_k, i_k in ((left_mask, left_i), (right_mask, right_i)):
+        for m_k, i_k in ((split.left, split.left_i), (split.right, split.right_i)):
             on_k = lines.near.of(m_k)
             vh[i_k] = vanishing.refit_on_wall(lines.seg, lines.hor_cand[on_k[lines.hor_cand]], vh[i_k], lines.vv,
                                               lines.rng)

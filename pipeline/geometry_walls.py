@@ -49,8 +49,9 @@ GAP_EMPTY = 0.1
 GAP_MIN_BINS = 2
 # The split's line evidence. A line that fits the other wall's direction within AMBIGUOUS_OFF tolerances (near the
 # horizon, or at a shallow corner, both directions look alike) says nothing about which wall it is on: its weight
-# goes from 0 there to full one tolerance further. It decides where the corner line goes, not whether the lines
-# split at all (that test keeps every line's full weight: with the discount there, single walls got false corners).
+# goes from 0 there to full one tolerance further. It decides where the corner line goes; whether the lines split
+# at all is first asked with every line's full weight (with the discount alone, single walls got false corners) and
+# only then, flagged and under TELLING_BALANCE, with the discount (TELLING_SPLIT_SHARE below).
 # Without it one such line on the wrong side moved the corner line 20-30 px. With EDGE_RADIUS below, on
 # bench/geometry.py (two corner sets of 100 and 150 views, seeds 0 and 1) confident wrong 6.3 -> 4.2 % and
 # 10.7 -> 8.5 %, > 5 deg 16.8 -> 14.7 % and 18.1 -> 16.0 %; the discount alone gave 6.3 -> 5.8 % and 10.7 -> 10.3 %
@@ -163,13 +164,14 @@ def split_corner(seg: Segments, vv, vh, mask, xs, ys, cx, cy, L) -> CornerSplit 
     # whether one line splits the two directions' lines at all: all lines count, or else only those that tell the
     # walls apart (TELLING_SPLIT_SHARE)
     score, total = split_score(wa, wb)
-    telling_a, telling_b = float((wa * da).sum()), float((wb * db).sum())
-    # where: the lines that tell the walls apart
     t_score, t_total = split_score(wa * da, wb * db)
     telling_only = score.max() / total < SPLIT_SHARE
-    if telling_only and not (min(telling_a, telling_b) >= TELLING_BALANCE * max(telling_a, telling_b)
-                             and t_score.max() >= TELLING_SPLIT_SHARE * t_total):
-        return None
+    if telling_only:
+        telling_a, telling_b = float((wa * da).sum()), float((wb * db).sum())
+        if not (min(telling_a, telling_b) >= TELLING_BALANCE * max(telling_a, telling_b)
+                and t_score.max() >= TELLING_SPLIT_SHARE * t_total):
+            return None
+    # where: the lines that tell the walls apart
     score, total = t_score, t_total
     best = float(score.max())
     if best <= 0:

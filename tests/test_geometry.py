@@ -470,6 +470,7 @@ def test_separate_panels_of_two_directions_each_get_their_own_plane():
     img, regions, Hs, shape = _three_siding_panels()
     geo = LineGeometry().estimate(img, regions[0] | regions[1] | regions[2])
     assert len(geo.walls) == 2, geo.warnings
+    assert any("could not be told apart" in w for w in geo.warnings), geo.warnings  # the unseparated path
     assert any("separate part of the mask" in w for w in geo.warnings), geo.warnings
     for (wall, _), Ht in zip(match(geo, regions), Hs):
         assert course_error_deg(wall.homography, Ht, shape) <= 2.0
@@ -830,13 +831,43 @@ def test_a_corner_whose_lines_mix_only_where_they_fit_both_walls_is_split_and_fl
     assert clean is not None and not clean.telling_lines_only
 
 
-def test_a_weak_second_direction_mixed_into_the_wall_is_not_a_corner():
+def test_a_weak_second_direction_mixed_into_the_wall_is_not_a_corner(monkeypatch):
     """The same mix when the second direction's own lines are few (a roof edge's or an ornament's direction on a
-    single wall, far weaker than its courses): no split."""
+    single wall, far weaker than its courses): no split - for their weight alone (without the balance bound the
+    same lines split)."""
+    from pipeline import geometry_walls
+
     horizon = [((-0.36, y), (-0.04, y)) for y in (-0.004, -0.002, 0.0, 0.002, 0.004)]
     seg, left, right = _corner_lines(extra_right=horizon)
-    few = right[:2].tolist() + right[-len(horizon):].tolist()  # two of the right wall's courses left
-    assert _split(seg, left, np.array(few)) is None
+    few = np.array(right[:2].tolist() + right[-len(horizon):].tolist())  # two of the right wall's courses left
+    assert _split(seg, left, few) is None
+    monkeypatch.setattr(geometry_walls, "TELLING_BALANCE", 0.0)
+    assert _split(seg, left, few) is not None
+
+
+@pytest.mark.parametrize("far_found", [False, True])
+def test_a_corner_split_on_telling_lines_only_flags_both_walls(far_found):
+    """Such a split is a best guess: both walls come back with confidence <= 0.5 and a warning (also when the
+    split was a far wall's, whose near wall is otherwise confident)."""
+    from pipeline.geometry import LineGeometry, _Doubts, _Lines
+    from pipeline.geometry_lines import NearMask
+
+    horizon = [((-0.36, y), (-0.04, y)) for y in (-0.004, -0.002, 0.0, 0.002, 0.004)]
+    seg, left, right = _corner_lines(extra_right=horizon)
+    split = _split(seg, left, right)
+    assert split.telling_lines_only
+    L, cx, cy = 640.0, 319.5, 239.5
+    mask = split.left | split.right
+    ys, xs = np.nonzero(mask)
+    vh = [(np.array([-2.0, 0, 1]) / math.hypot(2, 1), left, 1.0), (np.array([2.0, 0, 1]) / math.hypot(2, 1), right, 1.0)]
+    near = NearMask(seg, mask.shape, 1.0)
+    lines = _Lines(seg, near, near.of(mask), np.array([0.0, 1.0, 0.0]), np.arange(len(seg)), mask, xs, ys, L, cx,
+                   cy, np.random.default_rng(0))
+    K, Kinv = lines.prior_camera()
+    warnings: list[str] = []
+    walls, _ = LineGeometry._two_walls(lines, K, Kinv, vh, split, _Doubts(far_found=far_found), warnings)
+    assert len(walls) == 2 and all(w.confidence <= 0.5 for w in walls)
+    assert any("tell the two walls apart" in w for w in warnings), warnings
 
 
 def test_corner_line_is_not_moved_by_a_line_that_fits_both_walls():

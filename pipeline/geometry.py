@@ -37,9 +37,10 @@ infinity, the affine case, are handled like any other), and turns them into one 
 * Two directions that no corner line separates: when they lie with the vertical in one plane they are one wall's
   (a roof edge beside the courses: the flatter is taken; a gable's two rakes: the courses run between them), else
   the stronger is taken (and separate regions may take their own plane, below); flagged either way.
-* One direction found, and a separate connected region of the mask whose own lines disagree with it (a far wall
-  beyond a gap, a downpipe or a tree): that region gets its own plane, flagged, at the main wall's distance at its
-  centre.
+* One direction found (or the stronger of two unseparated ones not in one plane), and a separate connected region
+  of the mask whose own lines disagree with it (a far wall beyond a gap, a downpipe or a tree): that region gets
+  its own plane, flagged, at the main wall's distance at its centre, unless that plane would be seen nearly
+  edge-on.
 
 Without usable lines the wall is assumed fronto-parallel (identity homography) and a warning says so. Weak or
 contradicting evidence gives the safe answer or a flagged one (a warning and a confidence below 1), never a confident

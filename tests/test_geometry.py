@@ -951,6 +951,31 @@ def test_a_separate_region_with_lines_of_another_direction_gets_its_own_plane(f,
     assert other.confidence <= 0.5 and any("separate part of the mask" in w for w in geo.warnings)
 
 
+def test_a_region_is_not_given_a_plane_seen_edge_on(monkeypatch):
+    """A region's own fit that would have it seen edge-on (from a stone texture's or a pier's lines; on houses-train
+    house_83 with the parser's mask: courses 60 deg steep) is a wrong direction: the region keeps the main plane.
+    Here the middle panel's own direction is replaced by the horizontal direction along the viewing ray to its
+    centre (a plane through it and the vertical contains the ray)."""
+    from pipeline import geometry as geometry_module
+
+    img, regions, _, _ = _three_siding_panels()
+    real = geometry_module.vanishing.own_direction
+
+    def edge_on(seg, idx, found, vv, rng):
+        own = real(seg, idx, found, vv, rng)
+        if own is None:
+            return None
+        ys, xs = np.nonzero(regions[1])
+        L, cx, cy = float(max(img.shape[:2])), (img.shape[1] - 1) / 2.0, (img.shape[0] - 1) / 2.0
+        along_ray = np.array([(xs.mean() - cx) / L, 0.0, 800.0 / L])  # the horizontal part of the ray, f = 800
+        return along_ray / np.linalg.norm(along_ray), own[1], own[2]
+
+    monkeypatch.setattr(geometry_module.vanishing, "own_direction", edge_on)
+    geo = LineGeometry().estimate(img, regions[0] | regions[1] | regions[2])
+    assert len(geo.walls) == 1, geo.warnings
+    assert not any("separate part of the mask" in w for w in geo.warnings)
+
+
 def test_pieces_of_one_wall_across_a_gap_keep_one_plane(facades):
     """A downpipe cut out of the mask splits one wall into two regions; both have the wall's own lines, so they
     stay one plane."""

@@ -163,13 +163,11 @@ class _Lines:
         return self.camera(vanishing.focal_from_pairs([]))
 
     def split(self, vh: list) -> CornerSplit | None:
-        split = split_corner(self.seg, self.vv, vh, self.mask, self.xs, self.ys, self.cx, self.cy, self.L)
-        if split is not None and split.telling_lines_only and vanishing.in_one_plane(self.vv, vh[0][0], vh[1][0]):
-            # the lines that tell the two apart are a roof edge's or rake's beside the courses of one wall (on
-            # houses-train house_483 a frontal wall's boards followed its rake): no corner, so `_corner_or_one_wall`
-            # takes the pair as one wall's (the same test again sets `_Doubts.same_plane`)
-            return None
-        return split
+        return split_corner(self.seg, self.vv, vh, self.mask, self.xs, self.ys, self.cx, self.cy, self.L)
+
+    def candidates_on(self, on: np.ndarray) -> np.ndarray:
+        """The horizontal candidates among the segments on/near a part of the mask (`on`: NearMask.of it)."""
+        return self.hor_cand[on[self.hor_cand]]
 
     def base_under(self, split: CornerSplit, vh: list) -> np.ndarray | None:
         """The mask's straight base, when it runs on under the split's corner line away from both walls'
@@ -409,8 +407,7 @@ class LineGeometry:
         for k in regions:
             region = labels == k
             on_k = lines.near.of(region)
-            own = vanishing.own_direction(lines.seg, lines.hor_cand[on_k[lines.hor_cand]], found[0], lines.vv,
-                                          lines.rng)
+            own = vanishing.own_direction(lines.seg, lines.candidates_on(on_k), found[0], lines.vv, lines.rng)
             if own is None:
                 continue
             ys, xs = np.nonzero(region)
@@ -452,8 +449,7 @@ class LineGeometry:
         walls, supports = [], []
         for m_k, i_k in ((split.left, split.left_i), (split.right, split.right_i)):
             on_k = lines.near.of(m_k)
-            vh[i_k] = vanishing.refit_on_wall(lines.seg, lines.hor_cand[on_k[lines.hor_cand]], vh[i_k], lines.vv,
-                                              lines.rng)
+            vh[i_k] = vanishing.refit_on_wall(lines.seg, lines.candidates_on(on_k), vh[i_k], lines.vv, lines.rng)
             Hk = frames.wall_homography(K, Kinv, anchor, lines.vv_px, lines.to_px(vh[i_k][0]))
             walls.append(Wall(m_k, Hk, confidence=confidence[i_k]))
             supports.append(lines.support(on_k, vh[i_k][1]))

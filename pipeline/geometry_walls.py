@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .geometry_lines import Segments
-from .geometry_vanishing import pencil_coord, sin_error
+from .geometry_vanishing import in_one_plane, pencil_coord, sin_error
 
 # One wall direction found, but the lines at one end of the mask disagree with it: the far wall of an oblique corner
 # whose own direction was too weak to be found (about half of the confident wrong corner walls in bench/geometry.py
@@ -70,6 +70,9 @@ SNAP_MARGIN = 0.01
 # (`CornerSplit.telling_lines_only`). On bench/geometry.py (seeds 0 and 1) it split 9 corner views: 4 walls 11-16 deg
 # off came right, one stayed 19 deg off (now flagged); no single wall changed; 5 gable views changed, 4 better, one
 # 6 -> 16 deg (all gables are flagged); no US house changed. (0.55 / 0.83 and 0.6 / 0.85 split fewer, none better.)
+# Nor when the two directions lie in one wall's plane (`in_one_plane`): the lines that tell them apart are then a
+# roof edge's or a rake's beside the courses (houses-train house_483's frontal wall had its boards follow its rake);
+# pipeline/geometry.py takes such a pair as one wall's.
 SPLIT_SHARE = 0.85
 TELLING_SPLIT_SHARE = 0.8
 TELLING_BALANCE = 0.5
@@ -168,8 +171,8 @@ def split_corner(seg: Segments, vv, vh, mask, xs, ys, cx, cy, L) -> CornerSplit 
     telling_only = score.max() / total < SPLIT_SHARE
     if telling_only:
         telling_a, telling_b = float((wa * da).sum()), float((wb * db).sum())
-        if not (min(telling_a, telling_b) >= TELLING_BALANCE * max(telling_a, telling_b)
-                and t_score.max() >= TELLING_SPLIT_SHARE * t_total):
+        balanced = min(telling_a, telling_b) >= TELLING_BALANCE * max(telling_a, telling_b)
+        if not balanced or t_score.max() < TELLING_SPLIT_SHARE * t_total or in_one_plane(vv, vh[0][0], vh[1][0]):
             return None
     # where: the lines that tell the walls apart
     score, total = t_score, t_total
